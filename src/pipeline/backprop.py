@@ -1,0 +1,190 @@
+"""The numpy engine: an MLP trained by backpropagation written out by hand, equation by equation.
+
+Notation: layer l computes z[l] = a[l-1] @ W[l] + b[l] and a[l] = f_l(z[l]), with a[0] = x.
+Backward, with C the cost: delta[L] = dC/dz[L]; delta[l-1] = (delta[l] @ W[l].T) * f'(z[l-1]);
+dC/dW[l] = a[l-1].T @ delta[l]; dC/db[l] = sum_n delta[l]. Plain gradient descent: W -= lr * dC/dW.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.data import Dataset
+from pipeline.engines import History, Progress, Schedule
+from pipeline.errors import DataError
+from pipeline.files import atomic_path
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# name -> (f(z), f'(z) written with a = f(z) where that is the textbook form)
+ACTIVATIONS = {
+    "sigmoid": (sigmoid, lambda z, a: a * (1.0 - a)),
+    "tanh": (np.tanh, lambda z, a: 1.0 - a**2),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z, a: (z > 0).astype(z.dtype)),
+    "linear": (lambda z: z, lambda z, a: np.ones_like(z)),
+}
+COSTS = ("mean_squared_error", "binary_crossentropy", "half_squared_error")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """C = s * sum_n l_n, with s = 1/N (Keras's sum_over_batch_size) or 1 (sum); l_n is the per-sample loss."""
+
+    name: str
+    reduction: str = "sum_over_batch_size"
+    from_logits: bool = False
+
+    def scale(self, n: int) -> float:
+        return 1.0 / n if self.reduction == "sum_over_batch_size" else 1.0
+
+    def value(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
+        """C for the output layer's pre-activation z and activation a."""
+        k = y.shape[1]
+        if self.name == "mean_squared_error":
+            per_sample = np.sum((a - y) ** 2, axis=1) / k
+        elif self.name == "half_squared_error":
+            per_sample = 0.5 * np.sum((a - y) ** 2, axis=1)
+        else:  # binary cross-entropy from the logits z: softplus(z) - y*z, stable for any z
+            per_sample = np.sum(np.logaddexp(0.0, z) - y * z, axis=1) / k
+        return float(self.scale(len(y)) * np.sum(per_sample))
+
+    def delta(self, z: np.ndarray, a: np.ndarray, y: np.ndarray, derivative) -> np.ndarray:
+        """delta[L] = dC/dz[L]."""
+        s, k = self.scale(len(y)), y.shape[1]
+        if self.name == "binary_crossentropy":  # d(softplus(z) - y*z)/dz = sigmoid(z) - y
+            return s * (sigmoid(z) - y) / k
+        dc_da = 2.0 * (a - y) / k if self.name == "mean_squared_error" else a - y
+        return s * dc_da * derivative(z, a)
+
+
+class MLP:
+    """Weights W[l] (n_in, n_out), optional biases b[l], activations f_l; float64 throughout."""
+
+    def __init__(self, weights: list[np.ndarray], biases: list[np.ndarray] | None, activations: list[str]) -> None:
+        self.W = [np.array(w, dtype=np.float64) for w in weights]
+        self.b = None if biases is None else [np.array(b, dtype=np.float64) for b in biases]
+        self.activations = list(activations)
+
+    @classmethod
+    def from_keras(cls, model) -> MLP:
+        """The same weights as a Keras MLP of Dense layers."""
+        dense = [layer for layer in model.layers if layer.weights]
+        use_bias = all(layer.use_bias for layer in dense)
+        return cls(
+            [layer.kernel.numpy() for layer in dense],
+            [layer.bias.numpy() for layer in dense] if use_bias else None,
+            [layer.activation.__name__ for layer in dense],
+        )
+
+    def parameters(self) -> list[np.ndarray]:
+        """W[0], b[0], W[1], b[1], ... in Keras's `get_weights()` order."""
+        if self.b is None:
+            return list(self.W)
+        return [p for pair in zip(self.W, self.b) for p in pair]
+
+    def forward(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Pre-activations z[1..L] and activations a[0..L]."""
+        zs, activations = [], [np.asarray(x, dtype=np.float64)]
+        for l, (W, name) in enumerate(zip(self.W, self.activations)):
+            z = activations[-1] @ W + (self.b[l] if self.b is not None else 0.0)
+            zs.append(z)
+            activations.append(ACTIVATIONS[name][0](z))
+        return zs, activations
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)[1][-1]
+
+    def gradients(self, x: np.ndarray, y: np.ndarray, cost: Cost) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """C, dC/dW[l] and dC/db[l] by backpropagation."""
+        zs, a = self.forward(x)
+        L = len(self.W)
+        delta = cost.delta(zs[-1], a[-1], y, ACTIVATIONS[self.activations[-1]][1])
+        dW, db = [None] * L, [None] * L
+        for l in reversed(range(L)):
+            dW[l] = a[l].T @ delta
+            db[l] = delta.sum(axis=0)
+            if l > 0:
+                delta = (delta @ self.W[l].T) * ACTIVATIONS[self.activations[l - 1]][1](zs[l - 1], a[l])
+        return cost.value(zs[-1], a[-1], y), dW, db
+
+    def step(self, dW: list[np.ndarray], db: list[np.ndarray], learning_rate: float) -> None:
+        """Gradient descent: W -= lr * dC/dW, b -= lr * dC/db."""
+        for l in range(len(self.W)):
+            self.W[l] -= learning_rate * dW[l]
+            if self.b is not None:
+                self.b[l] -= learning_rate * db[l]
+
+    def probabilities(self, x: np.ndarray, from_logits: bool = False) -> np.ndarray:
+        """P(class 1) for each row of x."""
+        out = self(x)
+        return sigmoid(out) if from_logits else out
+
+    def save(self, path: str | Path) -> None:
+        """Write W0, W1, ... (and b0, b1, ...) plus `activations` to an .npz file, atomically."""
+        arrays = {f"W{l}": W for l, W in enumerate(self.W)}
+        if self.b is not None:
+            arrays |= {f"b{l}": b for l, b in enumerate(self.b)}
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, activations=np.array(self.activations), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MLP:
+        """Read an .npz written by `save` (no pickles are ever loaded)."""
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                n = sum(1 for k in archive.files if k.startswith("W"))
+                biases = [archive[f"b{l}"] for l in range(n)] if "b0" in archive.files else None
+                return cls([archive[f"W{l}"] for l in range(n)], biases, [str(s) for s in archive["activations"]])
+        except FileNotFoundError:
+            raise DataError(path, "no such model file") from None
+        except (OSError, ValueError, KeyError) as error:
+            raise DataError(path, f"not a readable numpy model ({error})") from None
+
+
+def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule: Schedule) -> History:
+    """Mini-batch gradient descent with per-epoch metrics computed as Keras's fit reports them."""
+    x, y = dataset.x_train.astype(np.float64), dataset.y_train.astype(np.float64)
+    n, batch = len(x), min(schedule.batch_size, len(x))
+    rng = np.random.default_rng(schedule.seed)
+    history, progress = History(), Progress(schedule.epochs, "numpy")
+    wanted = set(schedule.snapshot_epochs)
+    if 0 in wanted:
+        history.snapshots[0] = [p.astype(np.float32) for p in mlp.parameters()]
+    start = time.perf_counter()
+    for epoch in range(1, schedule.epochs + 1):
+        order = rng.permutation(n) if schedule.shuffle else np.arange(n)
+        loss_sum, correct = 0.0, 0
+        for first in range(0, n, batch):
+            index = order[first:first + batch]
+            loss, dW, db = mlp.gradients(x[index], y[index], cost)
+            correct += int(np.sum(_predicted_class(mlp, x[index], cost) == y[index]))
+            loss_sum += loss * len(index)
+            mlp.step(dW, db, learning_rate)
+        history.extend(loss=np.array([loss_sum / n]), accuracy=np.array([correct / n]))
+        if dataset.has_test:
+            zs, a = mlp.forward(dataset.x_test)
+            test_y = dataset.y_test.astype(np.float64)
+            history.extend(
+                test_loss=np.array([cost.value(zs[-1], a[-1], test_y)]),
+                test_accuracy=np.array([np.mean(_predicted_class(mlp, dataset.x_test, cost) == test_y)]),
+            )
+        if epoch in wanted:
+            history.snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
+        progress.update(history)
+        if not np.isfinite(loss_sum) or (schedule.stop_at_convergence and correct == n):
+            break
+    history.seconds = time.perf_counter() - start
+    progress.update(history, final=True)
+    return history
+
+
+def _predicted_class(mlp: MLP, x: np.ndarray, cost: Cost) -> np.ndarray:
+    return (mlp.probabilities(x, cost.from_logits) > 0.5).astype(np.float64)

@@ -1,0 +1,69 @@
+"""Entry-point plumbing: Hydra composition, checks of group overrides, one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from pipeline.errors import ConfigError, PipelineError
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+EXIT_USER_ERROR = 2
+
+
+def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
+    """The options of each config group: {'dataset': ['circles', ...], ...}."""
+    return {
+        group.name: sorted(p.stem for p in group.glob("*.yaml"))
+        for group in sorted(conf_dir.iterdir())
+        if group.is_dir()
+    }
+
+
+def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Raise ConfigError for a group override naming an option that does not exist (e.g. dataset=foo)."""
+    options = group_options(conf_dir)
+    overrides = [a for a in args if not a.startswith("-")]
+    for override in OverridesParser.create().parse_overrides(overrides):
+        group = override.key_or_group
+        if group not in options or override.is_delete():
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            if value is not None and str(value) not in options[group]:
+                raise ConfigError(group, value, f"one of {', '.join(options[group])}")
+
+
+def report(error: PipelineError) -> None:
+    """Print a user error as one line on stderr and exit non-zero."""
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], None]:
+    """Turn `task(cfg)` into a console entry point composed by Hydra from conf/config.yaml."""
+
+    @functools.wraps(task)
+    def guarded(cfg: DictConfig) -> Any:
+        try:
+            return task(cfg)
+        except PipelineError as error:
+            report(error)
+
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(guarded)
+
+    def main() -> None:
+        try:
+            check_overrides(sys.argv[1:])
+        except PipelineError as error:
+            report(error)
+        app()
+
+    return main

@@ -1,0 +1,184 @@
+"""Datasets: a registry of generators, the seeded stratified split, CSV files and their loading."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import datasets as skdatasets
+from sklearn.model_selection import train_test_split
+
+from pipeline.config import is_int as _is_int
+from pipeline.config import is_real as _is_real
+from pipeline.errors import ConfigError, DataError
+from pipeline.files import atomic_path
+
+Arrays = tuple[np.ndarray, np.ndarray]
+TRUTH_TABLE = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+
+
+def xor() -> Arrays:
+    """The XOR truth table."""
+    return TRUTH_TABLE.copy(), np.array([0, 1, 1, 0])
+
+
+def xor_bias() -> Arrays:
+    """The XOR truth table with a constant column of ones, the hand-written backprop's bias input."""
+    x, y = xor()
+    return np.hstack([x, np.ones((4, 1), np.float32)]), y
+
+
+def circles(n_samples: int, noise: float, factor: float, seed: int) -> Arrays:
+    """scikit-learn's two concentric circles; the inner one is class 1."""
+    return skdatasets.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+
+
+def moons(n_samples: int, noise: float, seed: int) -> Arrays:
+    """scikit-learn's two interleaving half moons."""
+    return skdatasets.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+
+
+def spiral(n_samples: int, noise: float, seed: int) -> Arrays:
+    """Two interleaved spirals, as in TensorFlow Playground (no library generates them)."""
+    rng = np.random.default_rng(seed)
+    sizes = (n_samples - n_samples // 2, n_samples // 2)
+    points, labels = [], []
+    for label, (size, turn) in enumerate(zip(sizes, (0.0, math.pi))):
+        t = np.linspace(0.0, 1.0, size, endpoint=False)
+        radius, angle = 5.0 * t, 1.75 * 2 * math.pi * t + turn
+        xy = np.column_stack([radius * np.sin(angle), radius * np.cos(angle)])
+        points.append(xy + rng.normal(0.0, noise, xy.shape))
+        labels.append(np.full(size, label))
+    return np.vstack(points), np.concatenate(labels)
+
+
+def gauss(n_samples: int, noise: float, seed: int) -> Arrays:
+    """Two Gaussian clusters centred at (-2, -2) (class 0) and (2, 2) (class 1), std `noise`."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], [n_samples - n_samples // 2, n_samples // 2])
+    centres = np.where(y[:, None] == 1, 2.0, -2.0)
+    return centres + rng.normal(0.0, noise, (n_samples, 2)), y
+
+
+def xor_noisy(n_samples: int, noise: float, seed: int) -> Arrays:
+    """Points uniform in [-5, 5]^2 labelled 1 where x1*x2 < 0, then jittered by `noise`."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-5.0, 5.0, (n_samples, 2))
+    y = (x[:, 0] * x[:, 1] < 0).astype(int)
+    return x + rng.normal(0.0, noise, x.shape), y
+
+
+GENERATORS: dict[str, Callable[..., Arrays]] = {
+    f.__name__: f for f in (xor, xor_bias, circles, moons, spiral, gauss, xor_noisy)
+}
+SPLIT_KEYS = ("name", "test_fraction")
+
+
+def check(cfg: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the first `dataset.*` key whose value is not allowed."""
+    name = cfg.get("name")
+    if name not in GENERATORS:
+        raise ConfigError("dataset.name", name, f"one of {', '.join(GENERATORS)}")
+    params = inspect.signature(GENERATORS[name]).parameters
+    missing = [k for k in params if k not in cfg]
+    if missing:
+        raise ConfigError(f"dataset.{missing[0]}", None, f"dataset '{name}' needs it set")
+    if "n_samples" in params:
+        _require(cfg, "n_samples", _is_int(cfg["n_samples"]) and cfg["n_samples"] >= 4, "an integer >= 4")
+    if "noise" in params:
+        _require(cfg, "noise", _is_real(cfg["noise"]) and cfg["noise"] >= 0, "a finite number >= 0")
+    if "factor" in params:
+        _require(cfg, "factor", _is_real(cfg["factor"]) and 0 <= cfg["factor"] < 1, "a number in [0, 1)")
+    if "seed" in params:
+        _require(cfg, "seed", _is_int(cfg["seed"]) and cfg["seed"] >= 0, "an integer >= 0")
+    fraction = cfg.get("test_fraction", 0.0)
+    _require(cfg, "test_fraction", _is_real(fraction) and 0 <= fraction < 1, "a number in [0, 1)")
+
+
+def generate(cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """Generate the configured dataset as a table: x1..xd (float32), label (0/1), split (train/test)."""
+    check(cfg)
+    generator = GENERATORS[cfg["name"]]
+    x, y = generator(**{k: cfg[k] for k in inspect.signature(generator).parameters})
+    x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
+    split = np.full(len(y), "train", dtype=object)
+    fraction = float(cfg.get("test_fraction", 0.0))
+    if fraction > 0:
+        try:
+            _, test_index = train_test_split(
+                np.arange(len(y)), test_size=fraction, stratify=y, random_state=cfg.get("seed", 0)
+            )
+        except ValueError as error:
+            raise ConfigError("dataset.test_fraction", fraction, f"a split scikit-learn accepts ({error})") from None
+        split[test_index] = "test"
+    frame = pd.DataFrame(x, columns=[f"x{i + 1}" for i in range(x.shape[1])])
+    frame["label"], frame["split"] = y, split
+    return frame
+
+
+def save(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write the dataset table as CSV, atomically; floats keep every float32 digit."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test arrays: features float32 (n, d), labels float32 (n, 1)."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    has_test: bool
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def plot_features(self) -> list[int]:
+        """Columns that vary: a constant bias column is not a feature to plot against."""
+        x = np.vstack([self.x_train, self.x_test])
+        return [j for j in range(x.shape[1]) if np.ptp(x[:, j]) > 0]
+
+
+def load(path: str | Path, name: str | None = None) -> Dataset:
+    """Read a dataset CSV; without a test split, test is the training set (the 4-row tables)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no such data file; run `dvc repro` or `python -m pipeline.generate` first")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(path, f"not a readable CSV ({str(error).splitlines()[0]})") from None
+    features = [c for c in frame.columns if c.startswith("x")]
+    if not features or not {"label", "split"} <= set(frame.columns) or frame.empty:
+        raise DataError(path, "truncated or malformed: expected columns x1.., label, split and at least one row")
+    try:
+        values = frame[features + ["label"]].to_numpy(np.float64)
+    except ValueError:
+        raise DataError(path, "holds values that are not numbers") from None
+    if not np.isfinite(values).all():
+        raise DataError(path, "holds NaN or infinite values")
+    if not np.isin(values[:, -1], (0, 1)).all() or not frame["split"].isin(["train", "test"]).all():
+        raise DataError(path, "labels must be 0/1 and split must be train/test")
+    x, y = values[:, :-1].astype(np.float32), values[:, -1:].astype(np.float32)
+    train = (frame["split"] == "train").to_numpy()
+    if not train.any():
+        raise DataError(path, "has no training rows")
+    has_test = bool((~train).any())
+    test = ~train if has_test else train
+    return Dataset(name or path.stem, x[train], y[train], x[test], y[test], has_test)
+
+
+def _require(cfg: Mapping[str, Any], key: str, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"dataset.{key}", cfg[key], allowed)

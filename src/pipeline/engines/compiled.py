@@ -1,0 +1,97 @@
+"""The compiled engine: whole chunks of epochs inside one tf.function, with Keras's own objects."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.data import Dataset
+from pipeline.engines import History, Progress, Schedule
+
+
+class CompiledLoop:
+    """Runs epochs [first, first+count) of minibatch training in a graph; mirrors `model.fit`'s math."""
+
+    def __init__(self, model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
+                 dataset: Dataset, schedule: Schedule, threshold: float = 0.5) -> None:
+        self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.has_test = dataset.has_test
+        self.x, self.y = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
+        self.x_test, self.y_test = tf.constant(dataset.x_test), tf.constant(dataset.y_test)
+        n = len(dataset.x_train)
+        self.n, self.batch = n, min(schedule.batch_size, n)
+        self.steps = -(-n // self.batch)
+        optimizer.build(model.trainable_variables)
+        self.loss_mean = keras.metrics.Mean()
+        self.accuracy = keras.metrics.BinaryAccuracy(threshold=threshold)
+        self.test_accuracy = keras.metrics.BinaryAccuracy(threshold=threshold)
+        self.run = tf.function(self._epochs)
+
+    def _order(self, epoch: tf.Tensor) -> tf.Tensor:
+        if not self.schedule.shuffle:
+            return tf.range(self.n)
+        # A stateless shuffle keyed by (seed, epoch): reproducible whatever ran before.
+        noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
+        return tf.argsort(noise, stable=True)
+
+    def _epochs(self, first: tf.Tensor, count: tf.Tensor):
+        variables = self.model.trainable_variables
+        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
+        accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
+        test_losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
+        test_accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
+        for i in tf.range(count):
+            order = self._order(first + i)
+            self.loss_mean.reset_state()
+            self.accuracy.reset_state()
+            for step in tf.range(self.steps):
+                index = order[step * self.batch:(step + 1) * self.batch]
+                x, y = tf.gather(self.x, index), tf.gather(self.y, index)
+                with tf.GradientTape() as tape:
+                    prediction = self.model(x, training=True)
+                    loss = self.loss(y, prediction)
+                self.optimizer.apply(tape.gradient(loss, variables), variables)
+                self.loss_mean.update_state(loss, sample_weight=tf.shape(x)[0])
+                self.accuracy.update_state(y, prediction)
+            epoch_loss, epoch_accuracy = self.loss_mean.result(), self.accuracy.result()
+            losses = losses.write(i, epoch_loss)
+            accuracies = accuracies.write(i, epoch_accuracy)
+            if self.has_test:
+                prediction = self.model(self.x_test, training=False)
+                self.test_accuracy.reset_state()
+                self.test_accuracy.update_state(self.y_test, prediction)
+                test_losses = test_losses.write(i, self.loss(self.y_test, prediction))
+                test_accuracies = test_accuracies.write(i, self.test_accuracy.result())
+            if not tf.math.is_finite(epoch_loss):
+                break
+            if self.schedule.stop_at_convergence and epoch_accuracy >= 1.0:
+                break
+        return losses.stack(), accuracies.stack(), test_losses.stack(), test_accuracies.stack()
+
+
+def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
+          dataset: Dataset, schedule: Schedule, label: str = "compiled", threshold: float = 0.5) -> History:
+    """Train `model` in place for `schedule.epochs`, chunk by chunk; return its history and snapshots."""
+    loop = CompiledLoop(model, loss, optimizer, dataset, schedule, threshold)
+    history, progress = History(), Progress(schedule.epochs, label)
+    wanted = set(schedule.snapshot_epochs)
+    if 0 in wanted:
+        history.snapshots[0] = [np.array(w) for w in model.get_weights()]
+    start = time.perf_counter()
+    for first, count in schedule.chunks():
+        loss_, accuracy, test_loss, test_accuracy = loop.run(tf.constant(first), tf.constant(count))
+        history.extend(loss=loss_.numpy(), accuracy=accuracy.numpy())
+        if dataset.has_test:
+            history.extend(test_loss=test_loss.numpy(), test_accuracy=test_accuracy.numpy())
+        done = history.epochs_run
+        if done in wanted:
+            history.snapshots[done] = [np.array(w) for w in model.get_weights()]
+        progress.update(history)
+        if done < first + count - 1:  # the graph stopped early: diverged or converged
+            break
+    history.seconds = time.perf_counter() - start
+    progress.update(history, final=True)
+    return history

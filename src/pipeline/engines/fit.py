@@ -1,0 +1,63 @@
+"""The reference engine: plain Keras `model.fit` with its progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import keras
+import numpy as np
+
+from pipeline.data import Dataset
+from pipeline.engines import History, Schedule
+
+
+class Snapshots(keras.callbacks.Callback):
+    """Keeps the model's weights at the given epochs (0 = before training)."""
+
+    def __init__(self, epochs: tuple[int, ...], history: History) -> None:
+        super().__init__()
+        self.epochs, self.history = set(epochs), history
+
+    def on_train_begin(self, logs=None):
+        if 0 in self.epochs:
+            self.history.snapshots[0] = [np.array(w) for w in self.model.get_weights()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 in self.epochs:
+            self.history.snapshots[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
+
+
+class StopAtConvergence(keras.callbacks.Callback):
+    """Stops training at the end of the first epoch whose training accuracy is 100%."""
+
+    def __init__(self, metric: str) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get(self.metric, 0.0) >= 1.0:
+            self.model.stop_training = True
+
+
+def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
+          dataset: Dataset, schedule: Schedule, metric: str = "binary_accuracy") -> History:
+    """Train with `model.fit`; return the history in the pipeline's column names."""
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+    history = History()
+    callbacks = [Snapshots(schedule.snapshot_epochs, history), keras.callbacks.TerminateOnNaN()]
+    if schedule.stop_at_convergence:
+        callbacks.append(StopAtConvergence(metric))
+    start = time.perf_counter()
+    fitted = model.fit(
+        dataset.x_train, dataset.y_train,
+        batch_size=schedule.batch_size, epochs=schedule.epochs, shuffle=schedule.shuffle,
+        validation_data=(dataset.x_test, dataset.y_test) if dataset.has_test else None,
+        verbose=1 if sys.stdout.isatty() else 2, callbacks=callbacks,
+    )
+    history.seconds = time.perf_counter() - start
+    logs = fitted.history
+    history.extend(loss=np.array(logs["loss"]), accuracy=np.array(logs[metric]))
+    if dataset.has_test:
+        history.extend(test_loss=np.array(logs["val_loss"]), test_accuracy=np.array(logs[f"val_{metric}"]))
+    return history

@@ -1,0 +1,33 @@
+"""Predictions of a trained model, Keras or numpy, as probabilities; loss and accuracy on a split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def probabilities(model: Any, x: np.ndarray, from_logits: bool = False) -> np.ndarray:
+    """P(class 1) for each row of `x`, shape (n, 1), in one batched call."""
+    from pipeline.backprop import MLP, sigmoid
+
+    if isinstance(model, MLP):
+        out = model(x)
+    else:
+        out = np.asarray(model(np.asarray(x, np.float32), training=False), dtype=np.float64)
+    return sigmoid(out) if from_logits else out
+
+
+def loss_and_accuracy(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The configured loss and the binary accuracy of `model` on (x, y)."""
+    from pipeline import backprop, config, models
+
+    from_logits = bool(loss_cfg.get("from_logits"))
+    if isinstance(model, backprop.MLP):
+        zs, a = model.forward(x)
+        cost = backprop.Cost(config.LOSSES[loss_cfg["_target_"]], loss_cfg.get("reduction", "sum_over_batch_size"), from_logits)
+        loss = cost.value(zs[-1], a[-1], y.astype(np.float64))
+    else:
+        loss = float(models.make_loss(loss_cfg)(y, model(np.asarray(x, np.float32), training=False)))
+    accuracy = float(np.mean((probabilities(model, x, from_logits) > 0.5) == (y > 0.5)))
+    return round(loss, 8), round(accuracy, 6)

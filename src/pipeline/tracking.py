@@ -1,0 +1,180 @@
+"""MLflow tracking: store choice, run lifecycle, batched params and metrics, models, datasets, artifacts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import types
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
+MAX_PARAMS_PER_CALL = 100
+MAX_PARAM_VALUE = 6000
+PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"  # set by the sweep callback; jobs become its children
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so runs end KILLED and temporary files are removed."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into an `Interrupted` exception in the main thread."""
+
+    def handler(signum: int, frame: types.FrameType | None) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def tracking_uri(tracking_cfg: Mapping[str, Any], root: str | Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the configured URI, else the SQLite store mlflow.db under `root`."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.get("uri")
+    return uri or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted keys for a nested config, lists indexed (`model.hidden.0.units`); values cut to MLflow's limit."""
+    if isinstance(config, Mapping):
+        items = [(f"{prefix}{k}", v) for k, v in config.items()]
+    elif isinstance(config, (list, tuple)):
+        items = [(f"{prefix}{i}", v) for i, v in enumerate(config)]
+    else:
+        return {prefix.rstrip("."): str(config)[:MAX_PARAM_VALUE]}
+    flat: dict[str, str] = {}
+    for key, value in items:
+        if isinstance(value, (Mapping, list, tuple)) and value:
+            flat.update(flatten(value, f"{key}."))
+        else:
+            flat[key] = str(value)[:MAX_PARAM_VALUE]
+    return flat
+
+
+def git_tags(root: str | Path) -> dict[str, str]:
+    """The git commit and whether the work tree has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": str(bool(git("status", "--porcelain")))}
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+
+
+class Run:
+    """One MLflow run, written through `MlflowClient.log_batch` in as few calls as MLflow allows."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        entries = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(entries), MAX_PARAMS_PER_CALL):
+            self.client.log_batch(self.run_id, params=entries[i:i + MAX_PARAMS_PER_CALL])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self._log_metric_entries([Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None])
+
+    def log_series(self, series: Mapping[str, list[float]], first_step: int = 1) -> None:
+        """Per-epoch values with step=epoch, at most 1000 per call."""
+        now = int(time.time() * 1000)
+        entries = [
+            Metric(key, float(value), now, first_step + i) for key, values in series.items() for i, value in enumerate(values)
+        ]
+        self._log_metric_entries(entries)
+
+    def _log_metric_entries(self, entries: list[Metric]) -> None:
+        for i in range(0, len(entries), MAX_METRICS_PER_CALL):
+            self.client.log_batch(self.run_id, metrics=entries[i:i + MAX_METRICS_PER_CALL])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_keras_model(self, model: Any, example: Any) -> str:
+        """Log through MLflow's Keras flavour with a signature and an input example; return the model URI."""
+        import numpy as np
+        from mlflow.models import Model, infer_signature
+
+        example = np.asarray(example, dtype=np.float32)
+        signature = infer_signature(example, np.asarray(model(example, training=False)))
+        info = Model.log(
+            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=model,
+            signature=signature, input_example=example,
+            pip_requirements=_pinned("keras", "tensorflow-cpu", "tensorflow", "numpy"),
+        )
+        return info.model_uri
+
+    def log_dataset(self, frame: Any, name: str, source: str | Path, digest: str) -> None:
+        """Record the dataset as a run input, named after it, with its file's hash."""
+        dataset = mlflow.data.from_pandas(frame, source=str(source), name=name, targets="label", digest=digest)
+        mlflow.log_input(dataset, context="training")  # the run is the fluent API's active run (see `start`)
+
+
+def _save_keras_model(path: str, **kwargs: Any) -> None:
+    # MLflow 3.17's mlflow.keras.save_model writes the input example before creating its folder.
+    os.makedirs(path, exist_ok=True)
+    import mlflow.keras
+
+    mlflow.keras.save_model(path=path, **kwargs)
+
+
+_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
+
+
+def _pinned(*names: str) -> list[str]:
+    from importlib import metadata
+
+    pins = []
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            pins.append(f"{name}=={metadata.version(name)}")
+    return pins
+
+
+@contextlib.contextmanager
+def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
+          tags: Mapping[str, str] | None = None) -> Iterator[Run | None]:
+    """Open a run (a child of PIPELINE_PARENT_RUN_ID when set); end it FINISHED, FAILED or KILLED, never RUNNING."""
+    if not tracking_cfg.get("enabled", True):
+        yield None
+        return
+    mlflow.set_tracking_uri(tracking_uri(tracking_cfg, root))
+    experiment = mlflow.set_experiment(tracking_cfg["experiment_name"])
+    all_tags = {**git_tags(root), **(tags or {})}
+    if os.environ.get("DVC_STAGE"):
+        all_tags["dvc_stage"] = os.environ["DVC_STAGE"]
+    active = mlflow.start_run(
+        experiment_id=experiment.experiment_id, run_name=run_name, tags=all_tags,
+        parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
+    )
+    try:
+        yield Run(MlflowClient(), active.info.run_id)
+    except KeyboardInterrupt as error:
+        _end(active.info.run_id, RunStatus.KILLED, f"interrupted ({error or 'Ctrl-C'})")
+        raise
+    except BaseException as error:
+        _end(active.info.run_id, RunStatus.FAILED, str(error) or type(error).__name__)
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _end(run_id: str, status: int, message: str) -> None:
+    with contextlib.suppress(Exception):  # never hide the original error behind a tracking error
+        MlflowClient().set_tag(run_id, "error", message[:5000])
+    mlflow.end_run(RunStatus.to_string(status))

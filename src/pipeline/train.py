@@ -1,0 +1,171 @@
+"""DVC stage `train`: train the configured model on its dataset file; write model, history, metrics; track in MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import config, data, files
+from pipeline.cli import hydra_app
+from pipeline.engines import History, Schedule, snapshot_epochs
+from pipeline.errors import DivergedError
+
+
+def schedule_from(trainer_cfg: dict[str, Any]) -> Schedule:
+    """The training schedule the `trainer` config group describes."""
+    return Schedule(
+        epochs=trainer_cfg["epochs"], batch_size=trainer_cfg["batch_size"], shuffle=trainer_cfg["shuffle"],
+        seed=trainer_cfg["seed"], stop_at_convergence=trainer_cfg["stop_at_convergence"],
+        progress_every=trainer_cfg["progress_every"],
+        snapshot_epochs=snapshot_epochs(trainer_cfg["epochs"], trainer_cfg["snapshots"]),
+    )
+
+
+def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Any, History]:
+    """Build the model from its seed and train it with the configured engine; return (model, history)."""
+    import keras
+    import tensorflow as tf
+
+    from pipeline import backprop, models
+    from pipeline.engines import compiled, fit
+
+    trainer = cfg["trainer"]
+    keras.utils.set_random_seed(trainer["seed"])
+    tf.config.experimental.enable_op_determinism()
+    model = models.build(cfg["model"], dataset.n_features, trainer["seed"])
+    loss = models.make_loss(cfg["loss"])
+    schedule = schedule_from(trainer)
+    if trainer["engine"] == "numpy":
+        mlp = backprop.MLP.from_keras(model)
+        cost = backprop.Cost(config.LOSSES[cfg["loss"]["_target_"]], loss.reduction, bool(cfg["loss"].get("from_logits")))
+        return mlp, backprop.train(mlp, cost, cfg["optimizer"]["learning_rate"], dataset, schedule)
+    optimizer = models.make_optimizer(cfg["optimizer"])
+    if trainer["engine"] == "fit":
+        return model, fit.train(model, loss, optimizer, dataset, schedule, metric=cfg["metrics"][0])
+    threshold = 0.0 if cfg["loss"].get("from_logits") else 0.5
+    return model, compiled.train(model, loss, optimizer, dataset, schedule, threshold=threshold)
+
+
+def final_metrics(cfg: dict[str, Any], model: Any, dataset: data.Dataset, history: History) -> dict[str, Any]:
+    """Loss and accuracy of the trained model on train and test, plus what the history says."""
+    from pipeline import predict
+
+    metrics: dict[str, Any] = {}
+    for split, x, y in (("train", dataset.x_train, dataset.y_train), ("test", dataset.x_test, dataset.y_test)):
+        loss, accuracy = predict.loss_and_accuracy(model, cfg["loss"], x, y)
+        metrics |= {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
+    return metrics | {
+        "convergence_epoch": history.convergence_epoch,
+        "epochs_run": history.epochs_run,
+        "engine": cfg["trainer"]["engine"],
+        "seed": cfg["trainer"]["seed"],
+    }
+
+
+def save_model(model: Any, path: Path) -> Path:
+    """Write the model atomically: `model.keras`, or `model.npz` for the numpy engine."""
+    from pipeline.backprop import MLP
+
+    if isinstance(model, MLP):
+        path = path.with_suffix(".npz")
+        model.save(path)
+        return path
+    with files.atomic_path(path) as tmp:
+        model.save(tmp)
+    return path
+
+
+def save_outputs(out: Path, model: Any, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
+    """Write model, history.csv, metrics.json, timing.json and snapshots.npz under `out`; return the model path."""
+    model_path = save_model(model, out / "model.keras")
+    frame = pd.DataFrame({"epoch": np.arange(1, history.epochs_run + 1)})
+    for name, values in history.columns.items():
+        if values:
+            frame[name] = values
+    with files.atomic_path(out / "history.csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    with files.atomic_path(out / "snapshots.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **{f"epoch{e}_w{i}": w for e, ws in history.snapshots.items() for i, w in enumerate(ws)})
+    files.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "timing.json", timing)
+    return model_path
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """results/<name> for a single run; each multirun job writes into its own Hydra job folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.results) / cfg.name
+
+
+def hydra_overrides() -> list[str]:
+    """The command-line overrides of this Hydra job, or [] outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
+    """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
+    from pipeline import tracking
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    config.check_training(plain)
+    data_file = Path(plain["paths"]["data"]) / f"{plain['dataset']['name']}.csv"
+    dataset = data.load(data_file, plain["dataset"]["name"])
+    config.check_model(plain["model"], dataset.n_features)
+    out = Path(out or output_dir(cfg))
+    tracking.raise_on_sigterm()
+    tags = {"engine": plain["trainer"]["engine"], "seed": plain["trainer"]["seed"],
+            "overrides": " ".join(hydra_overrides())}
+    with tracking.start(plain["tracking"], plain["paths"]["root"], plain["name"], tags) as run:
+        if run:
+            run.log_params(tracking.flatten({k: v for k, v in plain.items() if k != "paths"}))
+            run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        model, history = fit_model(plain, dataset)
+        if history.diverged_epoch is not None:
+            raise DivergedError(history.diverged_epoch)
+        metrics = final_metrics(plain, model, dataset, history)
+        timing = {"train_seconds": round(history.seconds, 4)}
+        model_path = save_outputs(out, model, history, metrics, timing)
+        files.write_json(out / "run.json", {"run_id": run.run_id if run else None, "output_dir": str(out)})
+        if run:
+            log_run(run, plain, dataset, data_file, model, model_path, history, metrics, timing)
+    print(f"{plain['name']}: " + json.dumps(metrics | timing))
+    return metrics
+
+
+def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model: Any,
+            model_path: Path, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> None:
+    """Send the history, final metrics, model, dataset and output files to the MLflow run."""
+    run.log_series({k: v for k, v in history.columns.items() if v})
+    numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    run.log_metrics(numeric, step=history.epochs_run)
+    if model_path.suffix == ".keras":
+        run.log_keras_model(model, dataset.x_train[:4])
+    else:
+        run.log_artifact(model_path, "model")
+    digest = hashlib.sha256(data_file.read_bytes()).hexdigest()[:16]
+    run.log_dataset(pd.read_csv(data_file), cfg["dataset"]["name"], data_file, digest)
+    for name in ("history.csv", "metrics.json", "timing.json"):
+        run.log_artifact(model_path.parent / name, "results")
+
+
+def run(cfg: DictConfig) -> None:
+    """Hydra task: train one configured run."""
+    train(cfg)
+
+
+main = hydra_app(run)
+
+if __name__ == "__main__":
+    main()
