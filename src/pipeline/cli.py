@@ -47,8 +47,30 @@ def report(error: PipelineError) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
-def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], None]:
-    """Turn `task(cfg)` into a console entry point composed by Hydra from conf/config.yaml."""
+def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
+    """Compose conf/config.yaml with `overrides` as Hydra would; composition errors become one ConfigError line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir)):
+            return compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PipelineError(f"bad override: {first_line}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], None]) -> Callable[[], None]:
+    """Turn `task(cfg)` into a console entry point composed by Hydra from conf/config.yaml.
+
+    A single run is composed and checked by `check` before Hydra starts, so bad input writes nothing at
+    all, not even Hydra's output folder; `task` checks again, since multirun jobs start without that.
+    """
 
     @functools.wraps(task)
     def guarded(cfg: DictConfig) -> Any:
@@ -56,12 +78,18 @@ def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], None]:
             return task(cfg)
         except PipelineError as error:
             report(error)
+        except KeyboardInterrupt as error:
+            print(f"error: interrupted ({error or 'Ctrl-C'})", file=sys.stderr)
+            sys.exit(130)
 
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(guarded)
 
     def main() -> None:
+        args = sys.argv[1:]
         try:
-            check_overrides(sys.argv[1:])
+            check_overrides(args)
+            if not any(arg.startswith("-") for arg in args):  # not --multirun, --cfg, --help, ...
+                check(compose_config(args))
         except PipelineError as error:
             report(error)
         app()

@@ -166,8 +166,8 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
         values = frame[features + ["label"]].to_numpy(np.float64)
     except ValueError:
         raise DataError(path, "holds values that are not numbers") from None
-    if not np.isfinite(values).all():
-        raise DataError(path, "holds NaN or infinite values")
+    if not np.isfinite(values).all() or frame["split"].isna().any():
+        raise DataError(path, "holds NaN, infinite or missing values (truncated or malformed?)")
     if not np.isin(values[:, -1], (0, 1)).all() or not frame["split"].isin(["train", "test"]).all():
         raise DataError(path, "labels must be 0/1 and split must be train/test")
     x, y = values[:, :-1].astype(np.float32), values[:, -1:].astype(np.float32)

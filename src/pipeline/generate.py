@@ -25,7 +25,12 @@ def run(cfg: DictConfig) -> None:
     print(f"wrote {csv} and {png}")
 
 
-main = hydra_app(run)
+def check(cfg: DictConfig) -> None:
+    """Reject a bad `dataset` config before anything is written."""
+    data.check(OmegaConf.to_container(cfg.dataset, resolve=True))
+
+
+main = hydra_app(run, check)
 
 if __name__ == "__main__":
     main()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import time
 import types
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "failed to resolve pip version": pins are explicit
+# MLflow's advice on integer schema columns and ambiguous local sources does not apply to these tiny tables.
+warnings.filterwarnings("ignore", module=r"mlflow\.(types|data)\..*", category=UserWarning)
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
@@ -110,13 +117,24 @@ class Run:
         import numpy as np
         from mlflow.models import Model, infer_signature
 
+        import keras
+
         example = np.asarray(example, dtype=np.float32)
         signature = infer_signature(example, np.asarray(model(example, training=False)))
-        info = Model.log(
-            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=model,
-            signature=signature, input_example=example,
-            pip_requirements=_pinned("keras", "tensorflow-cpu", "tensorflow", "numpy"),
-        )
+        # MLflow checks the example with a verbose model.predict; keep its progress bar out of the log.
+        keras.utils.disable_interactive_logging()
+        absl_logger = logging.getLogger("absl")
+        absl_level = absl_logger.level
+        absl_logger.setLevel(logging.WARNING)
+        try:
+            info = Model.log(
+                artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=model,
+                signature=signature, input_example=example,
+                pip_requirements=_pinned("keras", "tensorflow-cpu", "tensorflow", "numpy"),
+            )
+        finally:
+            absl_logger.setLevel(absl_level)
+            keras.utils.enable_interactive_logging()
         return info.model_uri
 
     def log_dataset(self, frame: Any, name: str, source: str | Path, digest: str) -> None:
@@ -146,6 +164,20 @@ def _pinned(*names: str) -> list[str]:
     return pins
 
 
+def experiment_for(name: str, uri: str, root: str | Path) -> str:
+    """The id of experiment `name`, created if new; a SQLite store keeps artifacts in <root>/mlartifacts."""
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(uri)
+    for _ in range(2):  # a parallel job may create it between our look and our create
+        if (experiment := client.get_experiment_by_name(name)) is not None:
+            return experiment.experiment_id
+        location = (Path(root).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        with contextlib.suppress(MlflowException):
+            return client.create_experiment(name, artifact_location=location)
+    raise RuntimeError(f"could not create MLflow experiment {name!r}")
+
+
 @contextlib.contextmanager
 def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
           tags: Mapping[str, str] | None = None) -> Iterator[Run | None]:
@@ -153,13 +185,14 @@ def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
     if not tracking_cfg.get("enabled", True):
         yield None
         return
-    mlflow.set_tracking_uri(tracking_uri(tracking_cfg, root))
-    experiment = mlflow.set_experiment(tracking_cfg["experiment_name"])
+    uri = tracking_uri(tracking_cfg, root)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
     all_tags = {**git_tags(root), **(tags or {})}
     if os.environ.get("DVC_STAGE"):
         all_tags["dvc_stage"] = os.environ["DVC_STAGE"]
     active = mlflow.start_run(
-        experiment_id=experiment.experiment_id, run_name=run_name, tags=all_tags,
+        experiment_id=experiment_id, run_name=run_name, tags=all_tags,
         parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
     )
     try:

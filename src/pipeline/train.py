@@ -107,6 +107,11 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.results) / cfg.name
 
 
+def data_file(cfg: dict[str, Any]) -> Path:
+    """The dataset CSV a training run reads: <paths.data>/<dataset.name>.csv."""
+    return Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv"
+
+
 def hydra_overrides() -> list[str]:
     """The command-line overrides of this Hydra job, or [] outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -118,11 +123,10 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
     from pipeline import tracking
 
+    check(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
-    config.check_training(plain)
-    data_file = Path(plain["paths"]["data"]) / f"{plain['dataset']['name']}.csv"
-    dataset = data.load(data_file, plain["dataset"]["name"])
-    config.check_model(plain["model"], dataset.n_features)
+    csv = data_file(plain)
+    dataset = data.load(csv, plain["dataset"]["name"])
     out = Path(out or output_dir(cfg))
     tracking.raise_on_sigterm()
     tags = {"engine": plain["trainer"]["engine"], "seed": plain["trainer"]["seed"],
@@ -139,7 +143,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         model_path = save_outputs(out, model, history, metrics, timing)
         files.write_json(out / "run.json", {"run_id": run.run_id if run else None, "output_dir": str(out)})
         if run:
-            log_run(run, plain, dataset, data_file, model, model_path, history, metrics, timing)
+            log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
     return metrics
 
@@ -165,7 +169,15 @@ def run(cfg: DictConfig) -> None:
     train(cfg)
 
 
-main = hydra_app(run)
+def check(cfg: DictConfig) -> None:
+    """Reject a bad config or data file before TensorFlow starts and anything is written."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    config.check_training(plain)
+    dataset = data.load(data_file(plain), plain["dataset"]["name"])
+    config.check_model(plain["model"], dataset.n_features)
+
+
+main = hydra_app(run, check)
 
 if __name__ == "__main__":
     main()

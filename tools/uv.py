@@ -1,0 +1,33 @@
+#!/usr/bin/env python3
+"""Run the pinned uv, first installing it into .tools/ if needed: Python 3.11+ is the only prerequisite.
+
+Hand-written because a fresh machine may have neither uv nor a pip allowed to install into the system.
+"""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+UV_VERSION = "0.13.9"
+TOOLS = Path(__file__).resolve().parent.parent / ".tools"
+BIN = TOOLS / ("Scripts" if os.name == "nt" else "bin")
+
+
+def uv() -> Path:
+    """The path of uv==UV_VERSION, installed into .tools/ on first use."""
+    exe = BIN / ("uv.exe" if os.name == "nt" else "uv")
+    stamp = TOOLS / f"uv-{UV_VERSION}"
+    if not (exe.exists() and stamp.exists()):
+        venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
+        python = BIN / ("python.exe" if os.name == "nt" else "python")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        f"uv=={UV_VERSION}"], check=True)
+        stamp.touch()
+    return exe
+
+
+if __name__ == "__main__":
+    exe = str(uv())
+    os.execv(exe, [exe, *sys.argv[1:]])
