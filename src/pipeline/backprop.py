@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Schedule
+from pipeline.engines import History, Progress, Schedule, diverged
 from pipeline.errors import DataError
 from pipeline.files import atomic_path
 
@@ -179,7 +179,10 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
         if epoch in wanted:
             history.snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
         progress.update(history)
-        if not np.isfinite(loss_sum) or (schedule.stop_at_convergence and correct == n):
+        if diverged(loss_sum, mlp.W, schedule.max_weight):
+            history.diverged_epoch = epoch
+            break
+        if schedule.stop_at_convergence and correct == n:
             break
     history.seconds = time.perf_counter() - start
     progress.update(history, final=True)

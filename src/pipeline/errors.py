@@ -30,4 +30,4 @@ class DivergedError(PipelineError):
 
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
-        super().__init__(f"diverged at epoch {epoch}: the loss is NaN or infinite")
+        super().__init__(f"diverged at epoch {epoch}: the loss is NaN or infinite, or a weight passed trainer.max_weight")

@@ -188,7 +188,7 @@ def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
     uri = tracking_uri(tracking_cfg, root)
     mlflow.set_tracking_uri(uri)
     experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
-    all_tags = {**git_tags(root), **(tags or {})}
+    all_tags = {k: str(v) for k, v in {**git_tags(root), **(tags or {})}.items()}
     if os.environ.get("DVC_STAGE"):
         all_tags["dvc_stage"] = os.environ["DVC_STAGE"]
     active = mlflow.start_run(
@@ -211,3 +211,85 @@ def _end(run_id: str, status: int, message: str) -> None:
     with contextlib.suppress(Exception):  # never hide the original error behind a tracking error
         MlflowClient().set_tag(run_id, "error", message[:5000])
     mlflow.end_run(RunStatus.to_string(status))
+
+
+class SweepCallback:
+    """Hydra callback: a parent MLflow run per multirun, its jobs as children, a summary table at the end.
+
+    The parent's id travels to jobs in PIPELINE_PARENT_RUN_ID, so jobs in other processes find it too.
+    """
+
+    SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds")
+
+    def __init__(self, metric: str = "train_loss", mode: str = "min") -> None:
+        self.metric, self.mode = metric, mode
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        tracking_cfg = OmegaConf.to_container(config.tracking, resolve=True)
+        if not tracking_cfg.get("enabled", True):
+            return
+        root = config.paths.root
+        uri = tracking_uri(tracking_cfg, root)
+        self.client = MlflowClient(uri)
+        overrides = list(config.hydra.overrides.task)
+        self.swept = sweep_keys(overrides)
+        experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
+        tags = {**git_tags(root), "sweep": "true", "overrides": " ".join(overrides)}
+        name = f"{config.name}-sweep"
+        self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in flatten(
+            {"sweep": {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}}).items()])
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
+        import atexit
+
+        atexit.register(self._end_if_running, "FAILED")
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.log_summary()
+        finally:
+            self._end_if_running("FINISHED")
+
+    def log_summary(self) -> None:
+        """Log every child's swept params and final metrics as summary.csv, and tag the best child."""
+        import pandas as pd
+
+        children = self.client.search_runs(
+            [self.client.get_run(self.run_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=10000,
+        )
+        rows = [
+            {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status}
+            | {k: r.data.params.get(k) for k in self.swept}
+            | {m: r.data.metrics.get(m) for m in self.SUMMARY_METRICS}
+            for r in children
+        ]
+        table = pd.DataFrame(rows)
+        self.client.log_text(self.run_id, table.to_csv(index=False), "summary.csv")
+        ranked = table.dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
+        if not ranked.empty:
+            best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
+            self.client.log_batch(self.run_id, metrics=[Metric(f"best_{self.metric}", float(best[self.metric]),
+                                                                int(time.time() * 1000), 0)],
+                                  tags=[RunTag("best_run_id", best["run_id"])])
+            self.client.set_tag(best["run_id"], "best_in_sweep", "true")
+        self.client.log_batch(self.run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
+
+    def _end_if_running(self, status: str) -> None:
+        with contextlib.suppress(Exception):
+            if self.run_id and self.client.get_run(self.run_id).info.status == "RUNNING":
+                self.client.set_terminated(self.run_id, status)
+
+
+def sweep_keys(overrides: list[str]) -> list[str]:
+    """The config keys a multirun sweeps over (those given several values), as flat param names."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]

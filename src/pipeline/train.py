@@ -22,7 +22,7 @@ def schedule_from(trainer_cfg: dict[str, Any]) -> Schedule:
     return Schedule(
         epochs=trainer_cfg["epochs"], batch_size=trainer_cfg["batch_size"], shuffle=trainer_cfg["shuffle"],
         seed=trainer_cfg["seed"], stop_at_convergence=trainer_cfg["stop_at_convergence"],
-        progress_every=trainer_cfg["progress_every"],
+        progress_every=trainer_cfg["progress_every"], max_weight=float(trainer_cfg["max_weight"]),
         snapshot_epochs=snapshot_epochs(trainer_cfg["epochs"], trainer_cfg["snapshots"]),
     )
 
@@ -112,6 +112,16 @@ def data_file(cfg: dict[str, Any]) -> Path:
     return Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv"
 
 
+def run_name(name: str) -> str:
+    """The MLflow run name: the config's name, plus the job's overrides in a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{name}[{HydraConfig.get().job.override_dirname}]"[:250]
+    return name
+
+
 def hydra_overrides() -> list[str]:
     """The command-line overrides of this Hydra job, or [] outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -131,7 +141,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     tracking.raise_on_sigterm()
     tags = {"engine": plain["trainer"]["engine"], "seed": plain["trainer"]["seed"],
             "overrides": " ".join(hydra_overrides())}
-    with tracking.start(plain["tracking"], plain["paths"]["root"], plain["name"], tags) as run:
+    with tracking.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags) as run:
         if run:
             run.log_params(tracking.flatten({k: v for k, v in plain.items() if k != "paths"}))
             run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

@@ -24,6 +24,7 @@ class Schedule:
     stop_at_convergence: bool = False
     progress_every: int = 0
     snapshot_epochs: tuple[int, ...] = ()
+    max_weight: float = 1e4
 
     def chunks(self) -> list[tuple[int, int]]:
         """(first_epoch, count) pieces of the run, ending at every snapshot and progress epoch."""
@@ -41,6 +42,7 @@ class History:
     columns: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
     snapshots: dict[int, list[np.ndarray]] = field(default_factory=dict)
     seconds: float = 0.0
+    diverged_epoch: int | None = None  # the epoch whose loss went NaN/inf or whose weights passed max_weight
 
     @property
     def epochs_run(self) -> int:
@@ -52,16 +54,15 @@ class History:
         hits = np.flatnonzero(np.asarray(self.columns["accuracy"]) >= 1.0)
         return int(hits[0]) + 1 if hits.size else None
 
-    @property
-    def diverged_epoch(self) -> int | None:
-        """The first epoch whose training loss is NaN or infinite, or None."""
-        bad = np.flatnonzero(~np.isfinite(np.asarray(self.columns["loss"], dtype=np.float64)))
-        return int(bad[0]) + 1 if bad.size else None
-
     def extend(self, **values: np.ndarray) -> None:
         """Append per-epoch values for some columns."""
         for name, series in values.items():
             self.columns[name].extend(float(v) for v in np.ravel(series))
+
+
+def diverged(loss: float, weights: list[np.ndarray], max_weight: float) -> bool:
+    """A NaN or infinite loss, or a weight beyond `max_weight` (saturated nets never reach NaN)."""
+    return not np.isfinite(loss) or max(float(np.max(np.abs(w))) for w in weights) > max_weight
 
 
 def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import keras
@@ -10,6 +11,9 @@ import tensorflow as tf
 
 from pipeline.data import Dataset
 from pipeline.engines import History, Progress, Schedule
+
+# Each run traces its own loop for its own model; TensorFlow's retracing advice does not apply.
+tf.get_logger().setLevel(logging.ERROR)
 
 
 class CompiledLoop:
@@ -43,6 +47,7 @@ class CompiledLoop:
         accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
         test_losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
         test_accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
+        diverged = tf.constant(False)
         for i in tf.range(count):
             order = self._order(first + i)
             self.loss_mean.reset_state()
@@ -65,11 +70,13 @@ class CompiledLoop:
                 self.test_accuracy.update_state(self.y_test, prediction)
                 test_losses = test_losses.write(i, self.loss(self.y_test, prediction))
                 test_accuracies = test_accuracies.write(i, self.test_accuracy.result())
-            if not tf.math.is_finite(epoch_loss):
+            largest = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(v)) for v in variables]))
+            diverged = tf.logical_or(tf.logical_not(tf.math.is_finite(epoch_loss)), largest > self.schedule.max_weight)
+            if diverged:
                 break
             if self.schedule.stop_at_convergence and epoch_accuracy >= 1.0:
                 break
-        return losses.stack(), accuracies.stack(), test_losses.stack(), test_accuracies.stack()
+        return losses.stack(), accuracies.stack(), test_losses.stack(), test_accuracies.stack(), diverged
 
 
 def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
@@ -82,7 +89,7 @@ def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimize
         history.snapshots[0] = [np.array(w) for w in model.get_weights()]
     start = time.perf_counter()
     for first, count in schedule.chunks():
-        loss_, accuracy, test_loss, test_accuracy = loop.run(tf.constant(first), tf.constant(count))
+        loss_, accuracy, test_loss, test_accuracy, diverged = loop.run(tf.constant(first), tf.constant(count))
         history.extend(loss=loss_.numpy(), accuracy=accuracy.numpy())
         if dataset.has_test:
             history.extend(test_loss=test_loss.numpy(), test_accuracy=test_accuracy.numpy())
@@ -90,7 +97,10 @@ def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimize
         if done in wanted:
             history.snapshots[done] = [np.array(w) for w in model.get_weights()]
         progress.update(history)
-        if done < first + count - 1:  # the graph stopped early: diverged or converged
+        if bool(diverged):
+            history.diverged_epoch = done
+            break
+        if done < first + count - 1:  # the graph stopped early: converged
             break
     history.seconds = time.perf_counter() - start
     progress.update(history, final=True)

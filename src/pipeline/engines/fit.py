@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from pipeline.data import Dataset
-from pipeline.engines import History, Schedule
+from pipeline.engines import History, Schedule, diverged
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -26,6 +26,19 @@ class Snapshots(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch + 1 in self.epochs:
             self.history.snapshots[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
+
+
+class StopAtDivergence(keras.callbacks.Callback):
+    """Stops training at the end of an epoch whose loss is NaN/inf or whose weights passed `max_weight`."""
+
+    def __init__(self, max_weight: float, history: History) -> None:
+        super().__init__()
+        self.max_weight, self.history = max_weight, history
+
+    def on_epoch_end(self, epoch, logs=None):
+        if diverged((logs or {}).get("loss", np.nan), self.model.get_weights(), self.max_weight):
+            self.history.diverged_epoch = epoch + 1
+            self.model.stop_training = True
 
 
 class StopAtConvergence(keras.callbacks.Callback):
@@ -45,7 +58,7 @@ def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimize
     """Train with `model.fit`; return the history in the pipeline's column names."""
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     history = History()
-    callbacks = [Snapshots(schedule.snapshot_epochs, history), keras.callbacks.TerminateOnNaN()]
+    callbacks = [Snapshots(schedule.snapshot_epochs, history), StopAtDivergence(schedule.max_weight, history)]
     if schedule.stop_at_convergence:
         callbacks.append(StopAtConvergence(metric))
     start = time.perf_counter()

@@ -1,0 +1,183 @@
+"""MLflow tracking against real stores: params, per-epoch metrics, artifacts, models, status, sweeps."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+from pipeline import tracking
+from pipeline.errors import DivergedError
+from pipeline.train import train
+
+XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+
+
+def store(root: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+
+
+def only_run(client: MlflowClient, experiment: str):
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_flatten_indexes_lists_and_dots_keys():
+    flat = tracking.flatten({"model": {"hidden": [{"units": 16, "activation": "relu"}]}, "metrics": ["a"], "x": None})
+    assert flat == {"model.hidden.0.units": "16", "model.hidden.0.activation": "relu", "metrics.0": "a", "x": "None"}
+
+
+def test_uri_prefers_environment_then_config_then_sqlite_at_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri({"uri": None}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:6000")
+    assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:6000"
+
+
+def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_STAGE", "train@xor_relu16")
+    metrics = train(make_config("experiment=xor_relu16", tracking=True), out=tmp_path / "out")
+    client = store(tmp_path)
+    run = only_run(client, "xor_relu16")
+    assert run.info.status == "FINISHED" and run.info.run_name == "xor_relu16"
+    params = run.data.params
+    assert params["model.hidden.0.units"] == "16" and params["model.hidden.0.activation"] == "relu"
+    assert params["optimizer._target_"] == "keras.optimizers.Adam" and params["trainer.epochs"] == "1000"
+    assert run.data.tags["engine"] == "compiled" and run.data.tags["seed"] == "0"
+    assert run.data.tags["dvc_stage"] == "train@xor_relu16"
+    loss = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in loss] == list(range(1, 1001))
+    assert run.data.metrics["train_accuracy"] == 1.0
+    assert run.data.metrics["convergence_epoch"] == metrics["convergence_epoch"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "results"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "results")} >= {"results/history.csv"}
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["xor"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model_uri = f"runs:/{run.info.run_id}/model"
+    loaded = mlflow.keras.load_model(model_uri)
+    assert np.round(loaded.predict(XOR, verbose=0)).ravel().tolist() == [0, 1, 1, 0]
+    info = mlflow.models.get_model_info(model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+    assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+
+
+def test_numpy_engine_logs_its_weights_file(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    train(make_config("experiment=xor_bias_numpy", "trainer.epochs=10", tracking=True), out=tmp_path / "out")
+    client = store(tmp_path)
+    run = only_run(client, "xor_bias_numpy")
+    local = client.download_artifacts(run.info.run_id, "model/model.npz", str(tmp_path / "download"))
+    from pipeline.backprop import MLP
+
+    assert MLP.load(local).activations == ["sigmoid", "sigmoid"]
+
+
+def test_exception_ends_the_run_failed_with_the_message(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(DivergedError):
+        train(make_config("experiment=xor_relu16", "optimizer.learning_rate=1e6", tracking=True), out=tmp_path / "o")
+    run = only_run(store(tmp_path), "xor_relu16")
+    assert run.info.status == "FAILED" and run.data.tags["error"].startswith("diverged at epoch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, signum):
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
+         "trainer.progress_every=2000", "paths.root=."],
+        cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+    )
+    for line in process.stderr:  # wait until training is under way
+        if line.startswith("[compiled] epoch"):
+            break
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "interrupted" in err
+    run = only_run(store(tmp_path), "xor_relu16")
+    assert run.info.status == "KILLED"
+    assert not list(tmp_path.glob("results/**/model.keras")) and not list(tmp_path.glob("results/**/.*tmp*"))
+
+
+@pytest.mark.slow
+def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", "model.hidden.0.units=2,4,8",
+         "trainer.epochs=100", "paths.root=."],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store(tmp_path)
+    experiment = client.get_experiment_by_name("xor_relu16").experiment_id
+    runs = client.search_runs([experiment])
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.data.params["model.hidden.0.units"] for c in children) == ["2", "4", "8"]
+    summary = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))
+    import pandas as pd
+
+    table = pd.read_csv(summary)
+    assert len(table) == 3 and sorted(table["model.hidden.0.units"]) == [2, 4, 8]
+    best = parent.data.tags["best_run_id"]
+    assert best in {c.info.run_id for c in children}
+    assert parent.data.metrics["best_train_loss"] == table["train_loss"].min()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, tmp_path, monkeypatch):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                MlflowClient(uri).search_experiments()
+                break
+            except Exception:
+                time.sleep(0.5)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        train(make_config("experiment=xor_relu16", "trainer.epochs=300", tracking=True), out=tmp_path / "out")
+        client = MlflowClient(uri)
+        run = only_run(client, "xor_relu16")
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 300
+        assert (tmp_path / "server-artifacts").is_dir()
+        mlflow.set_tracking_uri(uri)
+        loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+        assert loaded.predict(XOR, verbose=0).shape == (4, 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

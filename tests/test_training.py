@@ -1,0 +1,122 @@
+"""Training: the tutorials' experiments, engine parity, outputs, and a multirun from the shell."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from pipeline import data
+from pipeline.backprop import MLP
+from pipeline.engines import Schedule
+from pipeline.errors import DivergedError
+from pipeline.train import data_file, fit_model, train
+
+
+def plain(cfg):
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_schedule_chunks_end_at_snapshots_and_cover_every_epoch():
+    schedule = Schedule(epochs=1000, snapshot_epochs=(0, 1, 2, 5, 700))
+    chunks = schedule.chunks()
+    assert chunks[0] == (1, 1) and sum(count for _, count in chunks) == 1000
+    ends = {first + count - 1 for first, count in chunks}
+    assert {1, 2, 5, 700, 1000} <= ends
+
+
+def test_xor_relu16_compiled_reaches_full_accuracy_for_seed_0(make_config, tmp_path):
+    metrics = train(make_config("experiment=xor_relu16"), out=tmp_path / "out")
+    assert metrics["train_accuracy"] == 1.0 and metrics["convergence_epoch"] is not None
+    history = pd.read_csv(tmp_path / "out" / "history.csv")
+    assert len(history) == 1000 and list(history.columns) == ["epoch", "loss", "accuracy"]
+    assert history["accuracy"].iloc[metrics["convergence_epoch"] - 1] == 1.0
+    assert (history["accuracy"].iloc[: metrics["convergence_epoch"] - 1] < 1.0).all()
+    model = keras.saving.load_model(tmp_path / "out" / "model.keras", safe_mode=True)
+    xor = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    assert np.round(model.predict(xor, verbose=0)).ravel().tolist() == [0, 1, 1, 0]
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved == metrics and saved["engine"] == "compiled" and saved["epochs_run"] == 1000
+
+
+def test_xor_bias_numpy_ends_with_predictions_rounding_to_xor(make_config, tmp_path):
+    metrics = train(make_config("experiment=xor_bias_numpy"), out=tmp_path / "out")
+    mlp = MLP.load(tmp_path / "out" / "model.npz")
+    x = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], np.float64)
+    assert np.round(mlp(x)).ravel().tolist() == [0, 1, 1, 0]
+    assert mlp.b is None and metrics["epochs_run"] == 5000
+
+
+def test_numpy_initial_weights_are_uniform_in_0_1(make_config):
+    cfg = plain(make_config("experiment=xor_bias_numpy", "trainer.epochs=1"))
+    _, history = fit_model(cfg, data.load(data_file(cfg)))
+    first = history.snapshots[0]
+    assert [w.shape for w in first] == [(3, 5), (5, 1)]
+    assert all(((w >= 0) & (w < 1)).all() for w in first)
+
+
+def test_circles_tanh4_has_test_metrics_and_learns(make_config, tmp_path):
+    metrics = train(make_config("experiment=circles_tanh4"), out=tmp_path / "out")
+    history = pd.read_csv(tmp_path / "out" / "history.csv")
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "test_loss", "test_accuracy"]
+    assert len(history) == 15 and metrics["test_accuracy"] > 0.95
+
+
+def test_stop_at_convergence_stops_at_the_convergence_epoch(make_config, tmp_path):
+    metrics = train(make_config("experiment=xor_relu16", "trainer.stop_at_convergence=true"), out=tmp_path / "o")
+    assert metrics["epochs_run"] == metrics["convergence_epoch"] < 1000
+
+
+def test_same_seed_same_weights_other_seed_other_weights(make_config):
+    def first_weights(seed):
+        cfg = plain(make_config("experiment=xor_relu16", "trainer.epochs=1", f"trainer.seed={seed}"))
+        return fit_model(cfg, data.load(data_file(cfg)))[1].snapshots[0]
+
+    a, b, c = first_weights(0), first_weights(0), first_weights(1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("engine", ["compiled", "numpy"])
+def test_divergence_stops_with_the_epoch(make_config, tmp_path, engine):
+    overrides = ["experiment=xor_relu16", "optimizer.learning_rate=1e6"]
+    if engine == "numpy":
+        overrides = ["experiment=xor_bias_numpy", "optimizer.learning_rate=1e6"]
+    with pytest.raises(DivergedError, match=r"diverged at epoch \d+"):
+        train(make_config(*overrides), out=tmp_path / "out")
+    assert not (tmp_path / "out" / "model.keras").exists() and not (tmp_path / "out" / "model.npz").exists()
+
+
+@pytest.mark.slow
+def test_compiled_and_fit_start_identical_and_agree_over_1000_full_batch_epochs(make_config):
+    cfg = plain(make_config("experiment=xor_relu16"))
+    dataset = data.load(data_file(cfg))
+    runs = {}
+    for engine in ("compiled", "fit"):
+        cfg["trainer"]["engine"] = engine
+        runs[engine] = fit_model(cfg, dataset)[1]
+    compiled, fitted = runs["compiled"], runs["fit"]
+    for a, b in zip(compiled.snapshots[0], fitted.snapshots[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert compiled.epochs_run == fitted.epochs_run == 1000
+    np.testing.assert_allclose(compiled.columns["loss"], fitted.columns["loss"], rtol=1e-5)
+    assert compiled.convergence_epoch == fitted.convergence_epoch
+
+
+@pytest.mark.slow
+def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+    result = run_cli(
+        "train", "-m", "experiment=xor_relu16", "model.hidden.0.units=2,4,8,16", "trainer.epochs=50",
+        "tracking.enabled=false", "paths.root=.", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = sorted((tmp_path / "multirun").rglob("metrics.json"))
+    assert len(metrics) == 4
+    assert {p.parent.name for p in metrics} == {"0", "1", "2", "3"}
+    assert all((p.parent / "model.keras").exists() and (p.parent / "history.csv").exists() for p in metrics)
