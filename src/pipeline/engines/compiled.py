@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import keras
 import numpy as np
@@ -34,12 +35,16 @@ class CompiledLoop:
         self.test_accuracy = keras.metrics.BinaryAccuracy(threshold=threshold)
         self.run = tf.function(self._epochs)
 
-    def _order(self, epoch: tf.Tensor) -> tf.Tensor:
-        if not self.schedule.shuffle:
-            return tf.range(self.n)
-        # A stateless shuffle keyed by (seed, epoch): reproducible whatever ran before.
-        noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
-        return tf.argsort(noise, stable=True)
+    def _batch(self, epoch: tf.Tensor, step: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        """The step-th batch of the epoch; one full batch is used as it is (its order changes only rounding)."""
+        if self.steps == 1:
+            return self.x, self.y
+        order = tf.range(self.n)
+        if self.schedule.shuffle:  # a stateless shuffle keyed by (seed, epoch): reproducible whatever ran before
+            noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
+            order = tf.argsort(noise, stable=True)
+        index = order[step * self.batch:(step + 1) * self.batch]
+        return tf.gather(self.x, index), tf.gather(self.y, index)
 
     def _epochs(self, first: tf.Tensor, count: tf.Tensor):
         variables = self.model.trainable_variables
@@ -49,12 +54,11 @@ class CompiledLoop:
         test_accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
         diverged = tf.constant(False)
         for i in tf.range(count):
-            order = self._order(first + i)
             self.loss_mean.reset_state()
             self.accuracy.reset_state()
-            for step in tf.range(self.steps):
-                index = order[step * self.batch:(step + 1) * self.batch]
-                x, y = tf.gather(self.x, index), tf.gather(self.y, index)
+            # One batch (the 4-row tables): a plain step, no inner loop to trace; else a graph loop.
+            for step in (range(1) if self.steps == 1 else tf.range(self.steps)):
+                x, y = self._batch(first + i, step)
                 with tf.GradientTape() as tape:
                     prediction = self.model(x, training=True)
                     loss = self.loss(y, prediction)
