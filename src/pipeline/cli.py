@@ -59,8 +59,11 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfi
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir)):
             return compose("config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PipelineError(f"bad override: {first_line}") from None
+        message = str(error).strip()
+        first_line = message.splitlines()[0] if message else type(error).__name__
+        cause = str(error.__cause__ or "")
+        hint = " (no such key; `--cfg job` lists the keys)" if "not in struct" in message + cause else ""
+        raise PipelineError(f"bad override: {first_line}{hint}") from None
     finally:
         GlobalHydra.instance().clear()
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from hydra.experimental.callback import Callback
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -204,7 +205,7 @@ def _end(run_id: str, status: int, message: str) -> None:
     mlflow.end_run(RunStatus.to_string(status))
 
 
-class SweepCallback:
+class SweepCallback(Callback):
     """Hydra callback: a parent MLflow run per multirun, its jobs as children, a summary table at the end.
 
     The parent's id travels to jobs in PIPELINE_PARENT_RUN_ID, so jobs in other processes find it too.

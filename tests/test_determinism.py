@@ -1,0 +1,55 @@
+"""Same config and seed, two fresh processes: byte-identical metrics and history, identical weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+EXPERIMENTS = "xor_relu16,xor_relu16x2,xor_relu32,xor_bias_sigmoid_sgd,xor_bias_numpy,circles_tanh4"
+
+
+def weights(folder):
+    if (folder / "model.npz").exists():
+        with np.load(folder / "model.npz") as archive:
+            return [archive[k] for k in sorted(archive.files) if k != "activations"]
+    import keras
+
+    return keras.saving.load_model(folder / "model.keras", safe_mode=True).get_weights()
+
+
+def run_twice(tmp_path, *args):
+    """Run `python -m pipeline.train args` in two fresh folders; return the two job folders lists."""
+    outputs = []
+    for side in ("a", "b"):
+        root = tmp_path / side
+        root.mkdir()
+        for dataset in ("xor", "xor_bias", "circles"):
+            assert run_cli("generate", f"dataset={dataset}", "paths.root=.", cwd=root).returncode == 0
+        result = run_cli("train", *args, "tracking.enabled=false", "paths.root=.", cwd=root, timeout=900)
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs.append(sorted((p.parent for p in root.rglob("metrics.json")), key=lambda p: str(p.relative_to(root))))
+    return outputs
+
+
+def assert_identical(first, second):
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second):
+        for name in ("metrics.json", "history.csv"):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), f"{a / name} differs"
+        for wa, wb in zip(weights(a), weights(b), strict=True):
+            np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.slow
+def test_every_named_experiment_is_bitwise_reproducible_across_processes(tmp_path):
+    first, second = run_twice(tmp_path, "-m", f"experiment={EXPERIMENTS}")
+    assert len(first) == 6
+    assert_identical(first, second)
+
+
+@pytest.mark.slow
+def test_fit_engine_with_shuffled_minibatches_is_reproducible_across_processes(tmp_path):
+    first, second = run_twice(tmp_path, "experiment=circles_tanh4", "trainer.engine=fit", "trainer.epochs=3")
+    assert_identical(first, second)
