@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, Interrupted, PipelineError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 EXIT_USER_ERROR = 2
@@ -39,6 +41,15 @@ def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
         for value in values:
             if value is not None and str(value) not in options[group]:
                 raise ConfigError(group, value, f"one of {', '.join(options[group])}")
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into an `Interrupted` exception in the main thread, like Ctrl-C."""
+
+    def handler(signum: int, frame: types.FrameType | None) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def report(error: PipelineError) -> None:
@@ -88,6 +99,7 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], N
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(guarded)
 
     def main() -> None:
+        raise_on_sigterm()
         args = sys.argv[1:]
         try:
             check_overrides(args)

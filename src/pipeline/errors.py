@@ -31,3 +31,7 @@ class DivergedError(PipelineError):
     def __init__(self, epoch: int) -> None:
         self.epoch = epoch
         super().__init__(f"diverged at epoch {epoch}: the loss is NaN or infinite, or a weight passed trainer.max_weight")
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so runs end KILLED and temporary files are removed."""

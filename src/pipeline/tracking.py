@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import time
 import types
@@ -28,19 +27,6 @@ MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
 MAX_PARAM_VALUE = 6000
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"  # set by the sweep callback; jobs become its children
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so runs end KILLED and temporary files are removed."""
-
-
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into an `Interrupted` exception in the main thread."""
-
-    def handler(signum: int, frame: types.FrameType | None) -> None:
-        raise Interrupted(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def tracking_uri(tracking_cfg: Mapping[str, Any], root: str | Path) -> str:
@@ -172,11 +158,8 @@ def experiment_for(name: str, uri: str, root: str | Path) -> str:
 
 @contextlib.contextmanager
 def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
-          tags: Mapping[str, str] | None = None) -> Iterator[Run | None]:
+          tags: Mapping[str, str] | None = None) -> Iterator[Run]:
     """Open a run (a child of PIPELINE_PARENT_RUN_ID when set); end it FINISHED, FAILED or KILLED, never RUNNING."""
-    if not tracking_cfg.get("enabled", True):
-        yield None
-        return
     uri = tracking_uri(tracking_cfg, root)
     mlflow.set_tracking_uri(uri)
     experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -131,17 +132,19 @@ def hydra_overrides() -> list[str]:
 
 def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
-    from pipeline import tracking
-
     check(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     csv = data_file(plain)
     dataset = data.load(csv, plain["dataset"]["name"])
     out = Path(out or output_dir(cfg))
-    tracking.raise_on_sigterm()
-    tags = {"engine": plain["trainer"]["engine"], "seed": plain["trainer"]["seed"],
-            "overrides": " ".join(hydra_overrides())}
-    with tracking.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags) as run:
+    session: Any = contextlib.nullcontext()
+    if plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
+        from pipeline import tracking
+
+        tags = {"engine": plain["trainer"]["engine"], "seed": plain["trainer"]["seed"],
+                "overrides": " ".join(hydra_overrides())}
+        session = tracking.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags)
+    with session as run:
         if run:
             run.log_params(tracking.flatten({k: v for k, v in plain.items() if k != "paths"}))
             run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
