@@ -116,8 +116,17 @@ class Run:
 
     def log_dataset(self, frame: Any, name: str, source: str | Path, digest: str) -> None:
         """Record the dataset as a run input, named after it, with its file's hash."""
+        from mlflow.exceptions import MlflowException
+
         dataset = mlflow.data.from_pandas(frame, source=str(source), name=name, targets="label", digest=digest)
-        mlflow.log_input(dataset, context="training")  # the run is the fluent API's active run (see `start`)
+        for attempt in range(3):
+            try:
+                mlflow.log_input(dataset, context="training")  # the run is the fluent API's active run
+                return
+            except MlflowException as error:
+                # Parallel jobs may insert the same dataset at once; MLflow reuses it on the next try.
+                if "UNIQUE constraint" not in str(error) or attempt == 2:
+                    raise
 
 
 def _save_keras_model(path: str, **kwargs: Any) -> None:

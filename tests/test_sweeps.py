@@ -1,0 +1,40 @@
+"""Parallel sweeps: joblib workers against the default SQLite store lose no run and no metric."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import run_cli
+
+EPOCHS = 150
+
+
+@pytest.mark.slow
+def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         "experiment=xor_relu16", "trainer.seed=range(8)", f"trainer.epochs={EPOCHS}", "paths.root=."],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database is locked" not in result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 8 and {c.info.status for c in children} == {"FINISHED"}
+    assert sorted(int(c.data.params["trainer.seed"]) for c in children) == list(range(8))
+    assert sorted(c.info.run_name for c in children)[0] == "xor_relu16[trainer.epochs=150,trainer.seed=0]"
+    for child in children:  # no metric lost: every epoch of every series, and the finals
+        for key in ("loss", "accuracy"):
+            assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == list(range(1, EPOCHS + 1))
+        assert {"train_loss", "train_accuracy", "train_seconds"} <= set(child.data.metrics)
+    assert parents[0].data.metrics["children"] == 8
