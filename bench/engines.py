@@ -25,9 +25,10 @@ from pipeline.train import data_file, fit_model  # noqa: E402
 VARIANTS = {
     "fit": ["trainer.engine=fit"],
     "compiled": ["trainer.engine=compiled"],
+    "compiled, no snapshots": ["trainer.engine=compiled", "trainer.snapshots=0"],
     "numpy": ["trainer.engine=numpy", "optimizer=sgd", "optimizer.learning_rate=0.5"],
 }
-REPEATS = {"fit": 1, "compiled": 5, "numpy": 5}
+REPEATS = {"fit": 1, "compiled": 5, "compiled, no snapshots": 5, "numpy": 5}
 
 
 def main() -> None:
@@ -57,7 +58,8 @@ def main() -> None:
         rows,
         notes=f"""Each time covers building the model from its seed and all 1000 epochs (graph tracing included
 for `compiled`), in one process after the imports. `numpy` trains the same 2-16-1 net by hand-written
-backprop with plain gradient descent (lr 0.5), since it has no Adam. Reproduce: `python3 tools/uv.py run
+backprop with plain gradient descent (lr 0.5), since it has no Adam. `compiled` keeps weight snapshots at
+about 30 log-spaced epochs (for the boundary-evolution GIF); the `no snapshots` row shows what they cost. Reproduce: `python3 tools/uv.py run
 python bench/engines.py` from {ROOT.name}/.""",
     )
 

@@ -1,7 +1,12 @@
-"""Pictures: dataset scatter plots (class 0 blue dots, class 1 red crosses)."""
+"""Pictures: datasets, decision boundaries, learning curves, boundary evolution GIFs, neuron maps.
+
+Every picture takes a `predict` function, so Keras models, numpy models and weight snapshots share it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline.data import Dataset  # noqa: E402
 from pipeline.files import atomic_path  # noqa: E402
 
 # No software/date stamps, so the same data give byte-identical PNGs.
@@ -20,8 +26,10 @@ PNG_METADATA = {"Software": None}
 def scatter_classes(ax: plt.Axes, x: np.ndarray, y: np.ndarray, label_suffix: str = "", **style) -> None:
     """Draw class 0 as blue dots and class 1 as red crosses on `ax`."""
     y = np.ravel(y)
-    ax.scatter(x[y == 0, 0], x[y == 0, 1], c="tab:blue", marker="o", s=18, label=f"class 0{label_suffix}", **style)
-    ax.scatter(x[y == 1, 0], x[y == 1, 1], c="tab:red", marker="x", s=22, label=f"class 1{label_suffix}", **style)
+    size = 80 if len(y) <= 50 else 18  # the 4-row tables need visible points
+    ax.scatter(x[y == 0, 0], x[y == 0, 1], c="tab:blue", marker="o", s=size, label=f"class 0{label_suffix}", **style)
+    ax.scatter(x[y == 1, 0], x[y == 1, 1], c="tab:red", marker="x", s=size * 1.3, label=f"class 1{label_suffix}",
+               **style)
 
 
 def dataset_scatter(frame: pd.DataFrame, title: str, path: str | Path) -> None:
@@ -41,3 +49,113 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png", metadata=PNG_METADATA)
     plt.close(fig)
+
+
+Predict = Callable[[np.ndarray], np.ndarray]  # features (n, d) -> P(class 1), shape (n,) or (n, 1)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A square grid over two plotted features; other (constant) features keep their value."""
+
+    xx: np.ndarray
+    yy: np.ndarray
+    points: np.ndarray  # (resolution**2, n_features), float32
+
+    @classmethod
+    def spanning(cls, x: np.ndarray, features: list[int], resolution: int = 200, margin: float = 0.25) -> Grid:
+        """A grid covering the data with a margin of `margin` times its range on each side."""
+        low, high = x[:, features].min(axis=0), x[:, features].max(axis=0)
+        pad = margin * np.maximum(high - low, 1e-6)
+        axes = [np.linspace(lo - p, hi + p, resolution) for lo, hi, p in zip(low, high, pad)]
+        xx, yy = np.meshgrid(*axes)
+        points = np.repeat(x[:1], xx.size, axis=0).astype(np.float32)  # constant columns keep their value
+        points[:, features[0]], points[:, features[1]] = xx.ravel(), yy.ravel()
+        return cls(xx, yy, points)
+
+    def surface(self, predict: Predict) -> np.ndarray:
+        """P(class 1) on the grid, from one batched call."""
+        return np.asarray(predict(self.points), dtype=np.float64).reshape(self.xx.shape)
+
+
+def draw_boundary(ax: plt.Axes, grid: Grid, probability: np.ndarray, dataset: Dataset, colorbar: bool = True):
+    """contourf of P(class 1), the 0.5 contour, train points (filled) and test points (hollow) on `ax`."""
+    f0, f1 = dataset.plot_features[:2]
+    filled = ax.contourf(grid.xx, grid.yy, probability, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.75)
+    ax.contour(grid.xx, grid.yy, probability, levels=[0.5], colors="k", linewidths=1.5)
+    scatter_classes(ax, dataset.x_train[:, [f0, f1]], dataset.y_train, " (train)")
+    if dataset.has_test:
+        test = dataset.x_test[:, [f0, f1]]
+        y = np.ravel(dataset.y_test)
+        ax.scatter(test[y == 0, 0], test[y == 0, 1], facecolors="none", edgecolors="navy", marker="o", s=22,
+                   label="class 0 (test)")
+        ax.scatter(test[y == 1, 0], test[y == 1, 1], c="darkred", marker="+", s=30, label="class 1 (test)")
+    ax.set(xlabel=f"x{f0 + 1}", ylabel=f"x{f1 + 1}")
+    if colorbar:
+        ax.figure.colorbar(filled, ax=ax, label="P(class 1)")
+    return filled
+
+
+def decision_boundary(predict: Predict, dataset: Dataset, title: str, path: str | Path, resolution: int = 200) -> None:
+    """Save the decision boundary: probability surface, 0.5 contour, train and test points."""
+    grid = Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features[:2], resolution)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    draw_boundary(ax, grid, grid.surface(predict), dataset)
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    save_figure(fig, path)
+
+
+def learning_curves(history: pd.DataFrame, convergence_epoch: int | None, title: str, path: str | Path) -> None:
+    """Save loss and accuracy per epoch (train and test), the convergence epoch marked."""
+    fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, column in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
+        ax.plot(history["epoch"], history[column], label=f"train {column}")
+        if f"test_{column}" in history:
+            ax.plot(history["epoch"], history[f"test_{column}"], label=f"test {column}", linestyle="--")
+        if convergence_epoch:
+            ax.axvline(convergence_epoch, color="green", linestyle=":", label=f"100% train accuracy (epoch {convergence_epoch})")
+        ax.set(xlabel="epoch", ylabel=column, title=f"{title}: {column}")
+        ax.legend(fontsize=8)
+    loss_ax.set_yscale("log")
+    accuracy_ax.set_ylim(-0.02, 1.02)
+    save_figure(fig, path)
+
+
+def boundary_evolution(frames: list[tuple[int, Predict]], dataset: Dataset, title: str, path: str | Path,
+                       resolution: int = 80) -> None:
+    """Save an animated GIF of the decision boundary at each (epoch, predict) frame."""
+    from PIL import Image
+
+    grid = Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features[:2], resolution)
+    images = []
+    for epoch, predict in frames:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        draw_boundary(ax, grid, grid.surface(predict), dataset, colorbar=False)
+        ax.set_title(f"{title}: epoch {epoch}")
+        fig.canvas.draw()
+        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("P", palette=Image.ADAPTIVE))
+        plt.close(fig)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=250, loop=0)
+
+
+def neuron_maps(activations: Callable[[np.ndarray], np.ndarray], dataset: Dataset, title: str,
+                path: str | Path, resolution: int = 60) -> None:
+    """Save one small heatmap per unit of the first hidden layer: its activation over the input plane."""
+    grid = Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features[:2], resolution)
+    values = np.asarray(activations(grid.points))
+    units = values.shape[1]
+    columns = min(units, 8)
+    rows = -(-units // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    for unit, ax in enumerate(axes.flat):
+        ax.set_xticks([]), ax.set_yticks([])
+        if unit >= units:
+            ax.axis("off")
+            continue
+        ax.contourf(grid.xx, grid.yy, values[:, unit].reshape(grid.xx.shape), levels=20, cmap="RdBu_r")
+        ax.set_title(f"unit {unit}", fontsize=8)
+    fig.suptitle(f"{title}: first hidden layer, activation of each unit", fontsize=9)
+    save_figure(fig, path)

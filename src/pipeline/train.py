@@ -178,8 +178,15 @@ def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Pat
 
 
 def run(cfg: DictConfig) -> None:
-    """Hydra task: train one configured run."""
+    """Hydra task: train one configured run; a multirun job also evaluates and plots it, as the DVC stage does."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     train(cfg)
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.evaluate_multirun_jobs:
+        from pipeline.evaluate import evaluate_folder
+
+        evaluate_folder(OmegaConf.to_container(cfg, resolve=True), output_dir(cfg))
 
 
 def check(cfg: DictConfig) -> None:

@@ -1,0 +1,198 @@
+"""DVC stage `evaluate`: metrics and pictures of a trained run, logged into the MLflow run that trained it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import config, data, files, plots
+from pipeline.cli import hydra_app
+from pipeline.errors import DataError
+
+PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
+
+
+def load_model(folder: Path) -> Any:
+    """The trained model in `folder`: model.keras (Keras, safe mode) or model.npz (numpy engine)."""
+    from pipeline.backprop import MLP
+
+    if (folder / "model.npz").exists():
+        return MLP.load(folder / "model.npz")
+    path = folder / "model.keras"
+    if not path.is_file():
+        raise DataError(path, "no such model file; train first (`dvc repro` or `python -m pipeline.train`)")
+    import keras
+
+    import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise DataError(path, f"not a readable Keras model ({type(error).__name__})") from None
+
+
+def predictor(model: Any, from_logits: bool) -> plots.Predict:
+    """P(class 1) for a batch of points, in one call."""
+    from pipeline.predict import probabilities
+
+    return lambda x: probabilities(model, x, from_logits)
+
+
+def snapshot_predictors(model: Any, folder: Path, from_logits: bool) -> list[tuple[int, plots.Predict]]:
+    """(epoch, predict) for every weight snapshot saved during training."""
+    from pipeline.backprop import MLP
+
+    path = folder / "snapshots.npz"
+    if not path.is_file():
+        raise DataError(path, "no such snapshots file; train first")
+    with np.load(path, allow_pickle=False) as archive:
+        epochs = sorted({int(k.split("_")[0][5:]) for k in archive.files})
+        weights = {e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))]
+                   for e in epochs}
+    if isinstance(model, MLP):
+        def numpy_frame(w: list[np.ndarray]) -> MLP:
+            has_bias = model.b is not None
+            return MLP(w[::2] if has_bias else w, w[1::2] if has_bias else None, model.activations)
+
+        return [(e, predictor(numpy_frame(weights[e]), from_logits)) for e in epochs]
+    import keras
+
+    replica = keras.models.clone_model(model)
+
+    def keras_frame(w: list[np.ndarray]) -> plots.Predict:
+        def predict(x: np.ndarray) -> np.ndarray:
+            replica.set_weights(w)
+            return predictor(replica, from_logits)(x)
+        return predict
+
+    return [(e, keras_frame(weights[e])) for e in epochs]
+
+
+def first_hidden_layer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The activations of the first hidden layer's units, (n, units)."""
+    from pipeline.backprop import MLP
+
+    if isinstance(model, MLP):
+        return lambda x: model.forward(x)[1][1]
+    layer = model.layers[0]
+    return lambda x: np.asarray(layer(np.asarray(x, np.float32)))
+
+
+def split_metrics(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Loss, accuracy, precision, recall, F1, ROC AUC and the confusion matrix on one split."""
+    from sklearn import metrics as skm
+
+    from pipeline.predict import loss_and_accuracy, probabilities
+
+    loss, accuracy = loss_and_accuracy(model, loss_cfg, x, y)
+    p = np.ravel(probabilities(model, x, bool(loss_cfg.get("from_logits"))))
+    truth, guess = np.ravel(y).astype(int), (p > 0.5).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(truth, guess, labels=[0, 1]).ravel()
+    auc = skm.roc_auc_score(truth, p) if len(set(truth)) == 2 else None
+    return {
+        "loss": loss, "accuracy": accuracy,
+        "precision": round(float(skm.precision_score(truth, guess, zero_division=0)), 6),
+        "recall": round(float(skm.recall_score(truth, guess, zero_division=0)), 6),
+        "f1": round(float(skm.f1_score(truth, guess, zero_division=0)), 6),
+        "roc_auc": None if auc is None else round(float(auc), 6),
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }
+
+
+def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolution: int = 200) -> tuple[dict, list[Path]]:
+    """Write evaluation.json, predictions.csv and the pictures under `folder`; return the metrics and pictures."""
+    model = load_model(folder)
+    from_logits = bool(cfg["loss"].get("from_logits"))
+    history = _read_history(folder / "history.csv")
+    trained = json.loads((folder / "metrics.json").read_text())
+    metrics = {"train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train),
+               "test": split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test)}
+    probability = np.ravel(predictor(model, from_logits)(dataset.x_train))
+    metrics["rounded_predictions"] = " ".join(str(int(v)) for v in np.round(probability[:8]))
+    table = pd.DataFrame(dataset.x_train, columns=[f"x{i + 1}" for i in range(dataset.n_features)])
+    table["label"], table["probability"] = dataset.y_train.ravel().astype(int), probability
+    with files.atomic_path(folder / "predictions.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+    title = f"{cfg['name']} (train acc {metrics['train']['accuracy']:.0%}, test acc {metrics['test']['accuracy']:.0%})"
+    pictures = [folder / "plots" / name for name in PICTURES]
+    plots.decision_boundary(predictor(model, from_logits), dataset, title, pictures[0], resolution)
+    plots.learning_curves(history, trained.get("convergence_epoch"), cfg["name"], pictures[1])
+    plots.boundary_evolution(snapshot_predictors(model, folder, from_logits), dataset, cfg["name"], pictures[2])
+    plots.neuron_maps(first_hidden_layer(model), dataset, cfg["name"], pictures[3])
+    files.write_json(folder / "evaluation.json", metrics)
+    return metrics, pictures
+
+
+def log_to_run(cfg: dict[str, Any], run_id: str, metrics: dict[str, Any], pictures: list[Path]) -> None:
+    """Add the evaluation metrics and pictures to the MLflow run that trained the model."""
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import tracking
+
+    client = MlflowClient(tracking.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))
+    flat = tracking.flatten({"eval": {k: v for k, v in metrics.items() if isinstance(v, dict)}})
+    numbers = {k: float(v) for k, v in flat.items() if _is_number(v)}
+    tracking.Run(client, run_id).log_metrics(numbers)
+    for picture in pictures:
+        client.log_artifact(run_id, str(picture), "plots")
+
+
+def run(cfg: DictConfig) -> None:
+    """Hydra task: evaluate results/<name>/ and log into its MLflow run."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    folder = Path(plain["paths"]["results"]) / plain["name"]
+    evaluate_folder(plain, folder)
+
+
+def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Evaluate a training output folder and log into its run (shared by the DVC stage and multirun jobs)."""
+    dataset = data.load(Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv", cfg["dataset"]["name"])
+    metrics, pictures = evaluate(cfg, folder, dataset)
+    run_id = _read_run_id(folder / "run.json")
+    if run_id and cfg["tracking"]["enabled"]:
+        log_to_run(cfg, run_id, metrics, pictures)
+    print(f"{cfg['name']}: wrote {folder / 'evaluation.json'} and {len(pictures)} pictures in {folder / 'plots'}")
+    return metrics
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject a bad config, or a missing model, before anything is written."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    config.check_training(plain)
+    folder = Path(plain["paths"]["results"]) / plain["name"]
+    if not (folder / "model.keras").is_file() and not (folder / "model.npz").is_file():
+        raise DataError(folder / "model.keras", "no such model file; train first")
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        raise DataError(path, "missing or unreadable history file; train first") from None
+
+
+def _read_run_id(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("run_id")
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+        return value not in ("None", "nan")
+    except ValueError:
+        return False
+
+
+main = hydra_app(run, check)
+
+if __name__ == "__main__":
+    main()

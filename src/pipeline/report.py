@@ -1,0 +1,76 @@
+"""DVC stage `report`: reports/summary.md, one row per named experiment with its decision-boundary thumbnail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+
+from pipeline import config, files
+from pipeline.cli import compose_config
+from pipeline.errors import DataError
+
+COLUMNS = ["experiment", "dataset", "architecture", "optimizer", "epochs", "train accuracy", "test accuracy",
+           "train loss", "convergence epoch", "training s", "decision boundary"]
+
+
+def architecture(cfg: dict[str, Any], n_features: int) -> str:
+    """`2-16relu-1sigmoid`: inputs, then units and activation of each layer."""
+    layers = config.layer_specs(cfg["model"])
+    return "-".join([str(n_features)] + [f"{spec['units']}{spec['activation']}" for spec in layers])
+
+
+def row(name: str, root: Path) -> list[str]:
+    """One experiment's row, read from its config and its results folder."""
+    cfg = OmegaConf.to_container(compose_config([f"experiment={name}", f"paths.root={root}"]), resolve=True)
+    folder = Path(cfg["paths"]["results"]) / name
+    metrics, timing, evaluation = (_read(folder / f) for f in ("metrics.json", "timing.json", "evaluation.json"))
+    n_features = 3 if cfg["dataset"]["name"] == "xor_bias" else 2
+    optimizer = cfg["optimizer"]["_target_"].rsplit(".", 1)[-1]
+    thumbnail = f'<img src="../results/{name}/plots/decision_boundary.png" width="180">'
+    return [
+        f"`{name}`", cfg["dataset"]["name"], architecture(cfg, n_features),
+        f"{optimizer} lr {cfg['optimizer']['learning_rate']:g}", str(metrics["epochs_run"]),
+        f"{evaluation['train']['accuracy']:.1%}", f"{evaluation['test']['accuracy']:.1%}",
+        f"{evaluation['train']['loss']:.4g}", str(metrics["convergence_epoch"] or "never"),
+        f"{timing['train_seconds']:.2f}", thumbnail,
+    ]
+
+
+def summary(names: list[str], root: Path) -> str:
+    """The Markdown summary table of every named experiment."""
+    lines = ["# Named experiments", "",
+             "One row per experiment of `params.yaml`, as `dvc repro` last trained it. Convergence epoch: the first",
+             "epoch whose training accuracy is 100%. Pictures: `results/<experiment>/plots/`.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(name, root)) + " |" for name in names]
+    return "\n".join(lines) + "\n"
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        raise DataError(path, "missing or unreadable; run `dvc repro` first") from None
+
+
+def main() -> None:
+    """Write reports/summary.md for the experiments listed in params.yaml."""
+    from pipeline.cli import report as report_error
+    from pipeline.errors import PipelineError
+
+    root = Path.cwd()
+    names = list(yaml.safe_load((root / "params.yaml").read_text())["experiments"])
+    try:
+        text = summary(names, root)
+    except PipelineError as error:
+        report_error(error)
+    files.write_text(root / "reports" / "summary.md", text)
+    print(f"wrote reports/summary.md ({len(names)} experiments)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Evaluation and pictures: metrics, the decision-boundary grid, files, MLflow artifacts, bad model files."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import keras
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from PIL import Image
+
+from pipeline import data, plots
+from pipeline.errors import DataError
+from pipeline.evaluate import PICTURES, evaluate_folder, load_model, predictor
+from pipeline.train import data_file, train
+
+
+def trained(make_config, tmp_path, *overrides, tracking=False):
+    cfg = make_config(*overrides, tracking=tracking)
+    out = tmp_path / "results" / cfg.name
+    train(cfg, out=out)
+    return OmegaConf.to_container(cfg, resolve=True), out
+
+
+def test_grid_predictions_equal_model_predict(make_config, tmp_path):
+    cfg, out = trained(make_config, tmp_path, "experiment=circles_tanh4")
+    model, dataset = load_model(out), data.load(data_file(cfg))
+    grid = plots.Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features, resolution=200)
+    surface = grid.surface(predictor(model, from_logits=False))
+    assert surface.shape == (200, 200)
+    expected = model.predict(grid.points, verbose=0, batch_size=4096).reshape(200, 200)
+    np.testing.assert_allclose(surface, expected, rtol=1e-5, atol=1e-6)
+    # the grid spans the data with a margin
+    assert grid.xx.min() < dataset.x_train[:, 0].min() and grid.yy.max() > dataset.x_train[:, 1].max()
+
+
+def test_bias_column_datasets_are_plotted_over_their_two_features(make_config, tmp_path):
+    cfg, out = trained(make_config, tmp_path, "experiment=xor_bias_numpy", "trainer.epochs=50")
+    dataset = data.load(data_file(cfg))
+    grid = plots.Grid.spanning(dataset.x_train, dataset.plot_features, resolution=10)
+    assert grid.points.shape == (100, 3) and (grid.points[:, 2] == 1).all()
+
+
+def test_evaluation_writes_metrics_and_pictures_and_logs_them_to_the_training_run(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg, out = trained(make_config, tmp_path, "experiment=xor_relu16", tracking=True)
+    metrics = evaluate_folder(cfg, out)
+    assert metrics["rounded_predictions"] == "0 1 1 0"
+    assert metrics["train"]["accuracy"] == 1.0 and metrics["train"]["roc_auc"] == 1.0
+    assert metrics["train"]["confusion"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 2}
+    assert json.loads((out / "evaluation.json").read_text()) == metrics
+    for name in PICTURES:
+        assert (out / "plots" / name).stat().st_size > 1000
+    gif = Image.open(out / "plots" / "boundary_evolution.gif")
+    assert gif.n_frames >= 20
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert logged == {f"plots/{name}" for name in PICTURES}
+    run = client.get_run(run_id)
+    assert run.data.metrics["eval.test.f1"] == 1.0 and run.info.status == "FINISHED"
+
+
+def test_missing_or_corrupt_model_names_the_file(tmp_path):
+    with pytest.raises(DataError, match="model.keras"):
+        load_model(tmp_path)
+    (tmp_path / "model.keras").write_bytes(b"not a zip archive")
+    with pytest.raises(DataError) as error:
+        load_model(tmp_path)
+    assert str(tmp_path / "model.keras") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_evaluate_cli_without_a_model_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from conftest import files_under
+    from pipeline import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pipeline.evaluate", "experiment=xor_relu16", "paths.root=."])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results/xor_relu16/model.keras" in err[0]
+    assert files_under(tmp_path) == set()
+
+
+def test_saved_keras_model_loads_in_safe_mode(make_config, tmp_path):
+    _, out = trained(make_config, tmp_path, "experiment=xor_relu16", "trainer.epochs=5")
+    assert isinstance(keras.saving.load_model(out / "model.keras", safe_mode=True), keras.Model)
+
+
+def test_report_has_a_row_with_thumbnail_per_experiment(make_config, tmp_path):
+    from pipeline.report import summary
+
+    cfg, out = trained(make_config, tmp_path, "experiment=xor_relu16", "trainer.epochs=30")
+    evaluate_folder(cfg, out)
+    text = summary(["xor_relu16"], tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| `xor_relu16`"))
+    assert "2-16relu-1sigmoid" in row and "Adam lr 0.001" in row and "| 30 |" in row
+    assert '<img src="../results/xor_relu16/plots/decision_boundary.png"' in row
