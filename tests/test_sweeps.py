@@ -38,3 +38,24 @@ def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == list(range(1, EPOCHS + 1))
         assert {"train_loss", "train_accuracy", "train_seconds"} <= set(child.data.metrics)
     assert parents[0].data.metrics["children"] == 8
+
+
+@pytest.mark.slow
+def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path):
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", "hparams_search=xor_optuna",
+         "evaluate_multirun_jobs=false", "paths.root=."],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("sweep") == "true")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED" and len(children) == 20
+    best_units = parent.data.params["best.model.hidden.0.units"]
+    assert best_units in {"2", "4", "8", "16", "32"} and float(parent.data.params["best.optimizer.learning_rate"]) > 0
+    best_value = parent.data.metrics["best_value"]
+    assert best_value == pytest.approx(min(c.data.metrics["train_loss"] for c in children), rel=1e-6)

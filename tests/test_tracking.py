@@ -122,7 +122,7 @@ def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", "model.hidden.0.units=2,4,8",
-         "trainer.epochs=100", "paths.root=."],
+         "optimizer.learning_rate=0.01,0.1", "trainer.epochs=100", "evaluate_multirun_jobs=false", "paths.root=."],
         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -133,13 +133,15 @@ def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
-    assert sorted(c.data.params["model.hidden.0.units"] for c in children) == ["2", "4", "8"]
+    assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.data.params["model.hidden.0.units"] for c in children) == ["2", "2", "4", "4", "8", "8"]
     summary = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))
     import pandas as pd
 
     table = pd.read_csv(summary)
-    assert len(table) == 3 and sorted(table["model.hidden.0.units"]) == [2, 4, 8]
+    assert len(table) == 6 and sorted(table["model.hidden.0.units"]) == [2, 2, 4, 4, 8, 8]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.csv", "sweep_heatmap.png"} <= artifacts
     best = parent.data.tags["best_run_id"]
     assert best in {c.info.run_id for c in children}
     assert parent.data.metrics["best_train_loss"] == table["train_loss"].min()

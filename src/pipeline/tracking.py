@@ -219,7 +219,9 @@ class SweepCallback(Callback):
         uri = tracking_uri(tracking_cfg, root)
         self.client = MlflowClient(uri)
         overrides = list(config.hydra.overrides.task)
-        self.swept = sweep_keys(overrides)
+        searched = list((OmegaConf.select(config, "hydra.sweeper.params") or {}).keys())  # Optuna's search space
+        self.swept = sweep_keys(overrides) + [k for k in searched if k not in sweep_keys(overrides)]
+        self.sweep_dir = Path(config.hydra.sweep.dir)
         experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
         tags = {**git_tags(root), "sweep": "true", "overrides": " ".join(overrides)}
         name = f"{config.name}-sweep"
@@ -237,6 +239,7 @@ class SweepCallback(Callback):
             return
         try:
             self.log_summary()
+            self.log_search_result()
         finally:
             self._end_if_running("FINISHED")
 
@@ -264,11 +267,46 @@ class SweepCallback(Callback):
                                   tags=[RunTag("best_run_id", best["run_id"])])
             self.client.set_tag(best["run_id"], "best_in_sweep", "true")
         self.client.log_batch(self.run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
+        if len(self.swept) >= 2 and self.metric in table and table[self.metric].notna().any():
+            self.client.log_figure(self.run_id, sweep_heatmap(table, self.swept[0], self.swept[1], self.metric),
+                                   "sweep_heatmap.png")
+
+    def log_search_result(self) -> None:
+        """Log an Optuna study's best params (`best.<key>`) and value to the parent run."""
+        import yaml
+
+        path = self.sweep_dir / "optimization_results.yaml"
+        if not path.is_file():
+            return
+        result = yaml.safe_load(path.read_text())
+        params = {f"best.{k}": v for k, v in result.get("best_params", {}).items()}
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                              metrics=[Metric("best_value", float(result["best_value"]), int(time.time() * 1000), 0)])
+        self.client.log_artifact(self.run_id, str(path))
 
     def _end_if_running(self, status: str) -> None:
         with contextlib.suppress(Exception):
             if self.run_id and self.client.get_run(self.run_id).info.status == "RUNNING":
                 self.client.set_terminated(self.run_id, status)
+
+
+def sweep_heatmap(table: Any, rows: str, columns: str, metric: str) -> Any:
+    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
+    import numpy as np
+
+    from pipeline import plots
+
+    grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
+    fig, ax = plots.plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+    ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize=8)
+    ax.set(xlabel=columns, ylabel=rows, title=f"median {metric}")
+    fig.colorbar(image, ax=ax, label=metric)
+    fig.tight_layout()
+    return fig
 
 
 def sweep_keys(overrides: list[str]) -> list[str]:

@@ -177,16 +177,20 @@ def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Pat
         run.log_artifact(model_path.parent / name, "results")
 
 
-def run(cfg: DictConfig) -> None:
-    """Hydra task: train one configured run; a multirun job also evaluates and plots it, as the DVC stage does."""
+def run(cfg: DictConfig) -> float:
+    """Hydra task: train one run; return its `objective` (what sweepers minimize).
+
+    A multirun job also evaluates and plots its run, through the same code as the DVC stage.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    train(cfg)
+    metrics = train(cfg)
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.evaluate_multirun_jobs:
         from pipeline.evaluate import evaluate_folder
 
         evaluate_folder(OmegaConf.to_container(cfg, resolve=True), output_dir(cfg))
+    return float(metrics[cfg.objective])
 
 
 def check(cfg: DictConfig) -> None:
