@@ -53,3 +53,25 @@ def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, timeout
 def files_under(path: Path) -> set[str]:
     """Every file below `path`, relative."""
     return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+
+
+def run_sweep(root: Path, *overrides: str):
+    """Generate XOR under `root`, run `python -m pipeline.train -m overrides` there against its own
+    SQLite store; return (client, parent run, child runs) of the xor_relu16 experiment."""
+    from mlflow.tracking import MlflowClient
+
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=root).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", *overrides, "paths.root=."],
+        cwd=root, capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database is locked" not in result.stderr
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(runs) == len(children) + 1  # no loose run
+    return client, parents[0], children

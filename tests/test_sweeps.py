@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
-from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import run_sweep
 
 EPOCHS = 150
 
 
 @pytest.mark.slow
 def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
-    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-         "experiment=xor_relu16", "trainer.seed=range(8)", f"trainer.epochs={EPOCHS}", "paths.root=."],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900,
+    client, parent, children = run_sweep(
+        tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.seed=range(8)", f"trainer.epochs={EPOCHS}"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "database is locked" not in result.stderr
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
-    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 8 and {c.info.status for c in children} == {"FINISHED"}
     assert sorted(int(c.data.params["trainer.seed"]) for c in children) == list(range(8))
     assert sorted(c.info.run_name for c in children)[0] == "xor_relu16[trainer.epochs=150,trainer.seed=0]"
@@ -37,24 +21,13 @@ def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
         for key in ("loss", "accuracy"):
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == list(range(1, EPOCHS + 1))
         assert {"train_loss", "train_accuracy", "train_seconds"} <= set(child.data.metrics)
-    assert parents[0].data.metrics["children"] == 8
+    assert parent.data.metrics["children"] == 8
 
 
 @pytest.mark.slow
 def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path):
-    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", "hparams_search=xor_optuna",
-         "evaluate_multirun_jobs=false", "paths.root=."],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
-    parent = next(r for r in runs if r.data.tags.get("sweep") == "true")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert parent.info.status == "FINISHED" and len(children) == 20
+    _, parent, children = run_sweep(tmp_path, "hparams_search=xor_optuna", "evaluate_multirun_jobs=false")
+    assert len(children) == 20
     best_units = parent.data.params["best.model.hidden.0.units"]
     assert best_units in {"2", "4", "8", "16", "32"} and float(parent.data.params["best.optimizer.learning_rate"]) > 0
     best_value = parent.data.metrics["best_value"]

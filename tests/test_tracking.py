@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli
+from conftest import run_cli, run_sweep
 from pipeline import tracking
 from pipeline.errors import DivergedError
 from pipeline.train import train
@@ -118,21 +118,8 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
 
 @pytest.mark.slow
 def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
-    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", "model.hidden.0.units=2,4,8",
-         "optimizer.learning_rate=0.01,0.1", "trainer.epochs=100", "evaluate_multirun_jobs=false", "paths.root=."],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    client = store(tmp_path)
-    experiment = client.get_experiment_by_name("xor_relu16").experiment_id
-    runs = client.search_runs([experiment])
-    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    parent = parents[0]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    client, parent, children = run_sweep(tmp_path, "model.hidden.0.units=2,4,8", "optimizer.learning_rate=0.01,0.1",
+                                         "trainer.epochs=100", "evaluate_multirun_jobs=false")
     assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     assert sorted(c.data.params["model.hidden.0.units"] for c in children) == ["2", "2", "4", "4", "8", "8"]
     summary = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))

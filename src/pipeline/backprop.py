@@ -131,9 +131,8 @@ class MLP:
         arrays = {f"W{l}": W for l, W in enumerate(self.W)}
         if self.b is not None:
             arrays |= {f"b{l}": b for l, b in enumerate(self.b)}
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, activations=np.array(self.activations), **arrays)
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, activations=np.array(self.activations), **arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> MLP:

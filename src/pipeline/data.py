@@ -77,7 +77,6 @@ def xor_noisy(n_samples: int, noise: float, seed: int) -> Arrays:
 GENERATORS: dict[str, Callable[..., Arrays]] = {
     f.__name__: f for f in (xor, xor_bias, circles, moons, spiral, gauss, xor_noisy)
 }
-SPLIT_KEYS = ("name", "test_fraction")
 
 
 def check(cfg: Mapping[str, Any]) -> None:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ENGINES = ("compiled", "fit", "numpy")
 COLUMNS = ("loss", "accuracy", "test_loss", "test_accuracy")
 
 
