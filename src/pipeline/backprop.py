@@ -41,6 +41,15 @@ class Cost:
     reduction: str = "sum_over_batch_size"
     from_logits: bool = False
 
+    @classmethod
+    def from_config(cls, loss_cfg: dict) -> Cost:
+        """The cost a `conf/loss` entry describes, with its Keras class's default reduction."""
+        from pipeline.config import LOSSES
+
+        name = LOSSES[loss_cfg["_target_"]]
+        default = "sum" if name == "half_squared_error" else "sum_over_batch_size"
+        return cls(name, loss_cfg.get("reduction", default), bool(loss_cfg.get("from_logits")))
+
     def scale(self, n: int) -> float:
         return 1.0 / n if self.reduction == "sum_over_batch_size" else 1.0
 

@@ -20,13 +20,12 @@ def probabilities(model: Any, x: np.ndarray, from_logits: bool = False) -> np.nd
 
 def loss_and_accuracy(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """The configured loss and the binary accuracy of `model` on (x, y)."""
-    from pipeline import backprop, config, models
+    from pipeline import backprop, models
 
     from_logits = bool(loss_cfg.get("from_logits"))
     if isinstance(model, backprop.MLP):
         zs, a = model.forward(x)
-        cost = backprop.Cost(config.LOSSES[loss_cfg["_target_"]], loss_cfg.get("reduction", "sum_over_batch_size"), from_logits)
-        loss = cost.value(zs[-1], a[-1], y.astype(np.float64))
+        loss = backprop.Cost.from_config(loss_cfg).value(zs[-1], a[-1], y.astype(np.float64))
     else:
         loss = float(models.make_loss(loss_cfg)(y, model(np.asarray(x, np.float32), training=False)))
     accuracy = float(np.mean((probabilities(model, x, from_logits) > 0.5) == (y > 0.5)))

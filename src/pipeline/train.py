@@ -40,13 +40,12 @@ def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Any, History]
     keras.utils.set_random_seed(trainer["seed"])
     tf.config.experimental.enable_op_determinism()
     model = models.build(cfg["model"], dataset.n_features, trainer["seed"])
-    loss = models.make_loss(cfg["loss"])
     schedule = schedule_from(trainer)
     if trainer["engine"] == "numpy":
         mlp = backprop.MLP.from_keras(model)
-        cost = backprop.Cost(config.LOSSES[cfg["loss"]["_target_"]], loss.reduction, bool(cfg["loss"].get("from_logits")))
+        cost = backprop.Cost.from_config(cfg["loss"])
         return mlp, backprop.train(mlp, cost, cfg["optimizer"]["learning_rate"], dataset, schedule)
-    optimizer = models.make_optimizer(cfg["optimizer"])
+    loss, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
     if trainer["engine"] == "fit":
         return model, fit.train(model, loss, optimizer, dataset, schedule, metric=cfg["metrics"][0])
     threshold = 0.0 if cfg["loss"].get("from_logits") else 0.5
