@@ -79,7 +79,7 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfi
         GlobalHydra.instance().clear()
 
 
-def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], None]) -> Callable[[], None]:
+def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], Any]) -> Callable[[], None]:
     """Turn `task(cfg)` into a console entry point composed by Hydra from conf/config.yaml.
 
     A single run is composed and checked by `check` before Hydra starts, so bad input writes nothing at

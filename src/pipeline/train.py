@@ -131,10 +131,9 @@ def hydra_overrides() -> list[str]:
 
 def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
-    check(cfg)
+    dataset = check(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True)
     csv = data_file(plain)
-    dataset = data.load(csv, plain["dataset"]["name"])
     out = Path(out or output_dir(cfg))
     session: Any = contextlib.nullcontext()
     if plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
@@ -192,12 +191,13 @@ def run(cfg: DictConfig) -> float:
     return float(metrics[cfg.objective])
 
 
-def check(cfg: DictConfig) -> None:
-    """Reject a bad config or data file before TensorFlow starts and anything is written."""
+def check(cfg: DictConfig) -> data.Dataset:
+    """Reject a bad config or data file before TensorFlow starts and anything is written; return the dataset."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     config.check_training(plain)
     dataset = data.load(data_file(plain), plain["dataset"]["name"])
     config.check_model(plain["model"], dataset.n_features)
+    return dataset
 
 
 main = hydra_app(run, check)
