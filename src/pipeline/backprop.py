@@ -82,6 +82,13 @@ class MLP:
         self.activations = list(activations)
 
     @classmethod
+    def from_parameters(cls, parameters: list[np.ndarray], use_bias: bool, activations: list[str]) -> MLP:
+        """The inverse of `parameters()`: W[0], b[0], W[1], b[1], ... (or W only without biases)."""
+        if use_bias:
+            return cls(parameters[::2], parameters[1::2], activations)
+        return cls(parameters, None, activations)
+
+    @classmethod
     def from_keras(cls, model) -> MLP:
         """The same weights as a Keras MLP of Dense layers."""
         dense = [layer for layer in model.layers if layer.weights]
@@ -112,7 +119,11 @@ class MLP:
 
     def gradients(self, x: np.ndarray, y: np.ndarray, cost: Cost) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """C, dC/dW[l] and dC/db[l] by backpropagation."""
-        zs, a = self.forward(x)
+        return self.backward(*self.forward(x), y, cost)
+
+    def backward(self, zs: list[np.ndarray], a: list[np.ndarray], y: np.ndarray,
+                 cost: Cost) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """C, dC/dW[l] and dC/db[l] from a forward pass's z[1..L] and a[0..L]."""
         L = len(self.W)
         delta = cost.delta(zs[-1], a[-1], y, ACTIVATIONS[self.activations[-1]][1])
         dW, db = [None] * L, [None] * L
@@ -172,8 +183,9 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
         loss_sum, correct = 0.0, 0
         for first in range(0, n, batch):
             index = order[first:first + batch]
-            loss, dW, db = mlp.gradients(x[index], y[index], cost)
-            correct += int(np.sum(_predicted_class(mlp, x[index], cost) == y[index]))
+            zs, a = mlp.forward(x[index])
+            loss, dW, db = mlp.backward(zs, a, y[index], cost)
+            correct += int(np.sum(_predicted_class(zs, a, cost) == y[index]))
             loss_sum += loss * len(index)
             mlp.step(dW, db, learning_rate)
         history.extend(loss=np.array([loss_sum / n]), accuracy=np.array([correct / n]))
@@ -182,7 +194,7 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
             test_y = dataset.y_test.astype(np.float64)
             history.extend(
                 test_loss=np.array([cost.value(zs[-1], a[-1], test_y)]),
-                test_accuracy=np.array([np.mean(_predicted_class(mlp, dataset.x_test, cost) == test_y)]),
+                test_accuracy=np.array([np.mean(_predicted_class(zs, a, cost) == test_y)]),
             )
         if epoch in wanted:
             history.snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
@@ -197,5 +209,7 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
     return history
 
 
-def _predicted_class(mlp: MLP, x: np.ndarray, cost: Cost) -> np.ndarray:
-    return (mlp.probabilities(x, cost.from_logits) > 0.5).astype(np.float64)
+def _predicted_class(zs: list[np.ndarray], a: list[np.ndarray], cost: Cost) -> np.ndarray:
+    """Class 0/1 from a forward pass: P(class 1) = a[L], or sigmoid(z[L]) for logits."""
+    probability = sigmoid(zs[-1]) if cost.from_logits else a[-1]
+    return (probability > 0.5).astype(np.float64)

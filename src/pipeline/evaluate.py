@@ -56,11 +56,8 @@ def snapshot_predictors(model: Any, folder: Path, from_logits: bool) -> list[tup
         weights = {e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))]
                    for e in epochs}
     if isinstance(model, MLP):
-        def numpy_frame(w: list[np.ndarray]) -> MLP:
-            has_bias = model.b is not None
-            return MLP(w[::2] if has_bias else w, w[1::2] if has_bias else None, model.activations)
-
-        return [(e, predictor(numpy_frame(weights[e]), from_logits)) for e in epochs]
+        frames = [MLP.from_parameters(weights[e], model.b is not None, model.activations) for e in epochs]
+        return [(e, predictor(frame, from_logits)) for e, frame in zip(epochs, frames)]
     import keras
 
     replica = keras.models.clone_model(model)
