@@ -3,10 +3,13 @@
 Notation: layer l computes z[l] = a[l-1] @ W[l] + b[l] and a[l] = f_l(z[l]), with a[0] = x.
 Backward, with C the cost: delta[L] = dC/dz[L]; delta[l-1] = (delta[l] @ W[l].T) * f'(z[l-1]);
 dC/dW[l] = a[l-1].T @ delta[l]; dC/db[l] = sum_n delta[l]. Plain gradient descent: W -= lr * dC/dW.
+Every array may carry a leading copy axis (W [copies, n_in, n_out]): `.T` and sums act on the last two
+axes, so the same equations train many seeded copies at once (`train_replicates`).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,20 +56,20 @@ class Cost:
     def scale(self, n: int) -> float:
         return 1.0 / n if self.reduction == "sum_over_batch_size" else 1.0
 
-    def value(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
-        """C for the output layer's pre-activation z and activation a."""
-        k = y.shape[1]
+    def value(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """C for the output layer's pre-activation z and activation a (one value per copy)."""
+        k = y.shape[-1]
         if self.name == "mean_squared_error":
-            per_sample = np.sum((a - y) ** 2, axis=1) / k
+            per_sample = np.sum((a - y) ** 2, axis=-1) / k
         elif self.name == "half_squared_error":
-            per_sample = 0.5 * np.sum((a - y) ** 2, axis=1)
+            per_sample = 0.5 * np.sum((a - y) ** 2, axis=-1)
         else:  # binary cross-entropy from the logits z: softplus(z) - y*z, stable for any z
-            per_sample = np.sum(np.logaddexp(0.0, z) - y * z, axis=1) / k
-        return float(self.scale(len(y)) * np.sum(per_sample))
+            per_sample = np.sum(np.logaddexp(0.0, z) - y * z, axis=-1) / k
+        return self.scale(y.shape[-2]) * np.sum(per_sample, axis=-1)
 
     def delta(self, z: np.ndarray, a: np.ndarray, y: np.ndarray, derivative) -> np.ndarray:
         """delta[L] = dC/dz[L]."""
-        s, k = self.scale(len(y)), y.shape[1]
+        s, k = self.scale(y.shape[-2]), y.shape[-1]
         if self.name == "binary_crossentropy":  # d(softplus(z) - y*z)/dz = sigmoid(z) - y
             return s * (sigmoid(z) - y) / k
         dc_da = 2.0 * (a - y) / k if self.name == "mean_squared_error" else a - y
@@ -109,7 +112,7 @@ class MLP:
         """Pre-activations z[1..L] and activations a[0..L]."""
         zs, activations = [], [np.asarray(x, dtype=np.float64)]
         for l, (W, name) in enumerate(zip(self.W, self.activations)):
-            z = activations[-1] @ W + (self.b[l] if self.b is not None else 0.0)
+            z = activations[-1] @ W + (self.b[l][..., None, :] if self.b is not None else 0.0)
             zs.append(z)
             activations.append(ACTIVATIONS[name][0](z))
         return zs, activations
@@ -117,21 +120,21 @@ class MLP:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)[1][-1]
 
-    def gradients(self, x: np.ndarray, y: np.ndarray, cost: Cost) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+    def gradients(self, x: np.ndarray, y: np.ndarray, cost: Cost) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """C, dC/dW[l] and dC/db[l] by backpropagation."""
         return self.backward(*self.forward(x), y, cost)
 
     def backward(self, zs: list[np.ndarray], a: list[np.ndarray], y: np.ndarray,
-                 cost: Cost) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+                 cost: Cost) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """C, dC/dW[l] and dC/db[l] from a forward pass's z[1..L] and a[0..L]."""
         L = len(self.W)
         delta = cost.delta(zs[-1], a[-1], y, ACTIVATIONS[self.activations[-1]][1])
         dW, db = [None] * L, [None] * L
         for l in reversed(range(L)):
-            dW[l] = a[l].T @ delta
-            db[l] = delta.sum(axis=0)
+            dW[l] = _T(a[l]) @ delta
+            db[l] = delta.sum(axis=-2)
             if l > 0:
-                delta = (delta @ self.W[l].T) * ACTIVATIONS[self.activations[l - 1]][1](zs[l - 1], a[l])
+                delta = (delta @ _T(self.W[l])) * ACTIVATIONS[self.activations[l - 1]][1](zs[l - 1], a[l])
         return cost.value(zs[-1], a[-1], y), dW, db
 
     def step(self, dW: list[np.ndarray], db: list[np.ndarray], learning_rate: float) -> None:
@@ -186,14 +189,14 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
             zs, a = mlp.forward(x[index])
             loss, dW, db = mlp.backward(zs, a, y[index], cost)
             correct += int(np.sum(_predicted_class(zs, a, cost) == y[index]))
-            loss_sum += loss * len(index)
+            loss_sum += float(loss) * len(index)
             mlp.step(dW, db, learning_rate)
         history.extend(loss=np.array([loss_sum / n]), accuracy=np.array([correct / n]))
         if dataset.has_test:
             zs, a = mlp.forward(dataset.x_test)
             test_y = dataset.y_test.astype(np.float64)
             history.extend(
-                test_loss=np.array([cost.value(zs[-1], a[-1], test_y)]),
+                test_loss=np.array([float(cost.value(zs[-1], a[-1], test_y))]),
                 test_accuracy=np.array([np.mean(_predicted_class(zs, a, cost) == test_y)]),
             )
         if epoch in wanted:
@@ -207,6 +210,58 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
     history.seconds = time.perf_counter() - start
     progress.update(history, final=True)
     return history
+
+
+def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule: Schedule,
+                     seeds: np.ndarray):
+    """`train` for stacked copies (W [copies, n_in, n_out]); copy r shuffles with its own seed as its own run would."""
+    from pipeline.engines.replicated import Replicates
+
+    x, y = dataset.x_train.astype(np.float64), dataset.y_train.astype(np.float64)
+    n, batch, copies = len(x), min(schedule.batch_size, len(x)), len(seeds)
+    rngs = [np.random.default_rng(int(seed)) for seed in seeds]
+    columns: dict[str, list[np.ndarray]] = {"loss": [], "accuracy": [], "test_loss": [], "test_accuracy": []}
+    diverged_epoch = np.zeros(copies, dtype=int)
+    start = time.perf_counter()
+    for epoch in range(1, schedule.epochs + 1):
+        order = np.stack([rng.permutation(n) for rng in rngs]) if schedule.shuffle else np.arange(n)[None]
+        loss_sum, correct = np.zeros(copies), np.zeros(copies)
+        for first in range(0, n, batch):
+            index = order[:, first:first + batch]
+            xb, yb = (x[index[0]], y[index[0]]) if len(index) == 1 else (x[index], y[index])
+            zs, a = mlp.forward(xb)
+            loss, dW, db = mlp.backward(zs, a, yb, cost)
+            correct += np.sum(_predicted_class(zs, a, cost) == yb, axis=(-2, -1))
+            loss_sum += loss * index.shape[1]
+            mlp.step(dW, db, learning_rate)
+        columns["loss"].append(loss_sum / n)
+        columns["accuracy"].append(correct / n)
+        if dataset.has_test:
+            zs, a = mlp.forward(dataset.x_test)
+            test_y = dataset.y_test.astype(np.float64)
+            columns["test_loss"].append(cost.value(zs[-1], a[-1], test_y))
+            columns["test_accuracy"].append(np.mean(_predicted_class(zs, a, cost) == test_y, axis=(-2, -1)))
+        largest = np.max([np.abs(W).max(axis=(-2, -1)) for W in mlp.W], axis=0)
+        bad = ~np.isfinite(loss_sum) | (largest > schedule.max_weight)
+        diverged_epoch[(diverged_epoch == 0) & bad] = epoch
+        if epoch % max(1, schedule.epochs // 10) == 0:
+            print(f"[numpy x{copies}] epoch {epoch}/{schedule.epochs}  median loss {np.median(loss_sum / n):.4g}  "
+                  f"copies at 100% {np.mean(correct == n):.1%}", file=sys.stderr, flush=True)
+    final = {}
+    for split, xs, ys in (("train", x, y), ("test", dataset.x_test, dataset.y_test.astype(np.float64))):
+        zs, a = mlp.forward(xs)
+        final[f"{split}_loss"] = cost.value(zs[-1], a[-1], ys)
+        final[f"{split}_accuracy"] = np.mean(_predicted_class(zs, a, cost) == ys, axis=(-2, -1))
+    return Replicates(
+        seeds=np.asarray(seeds), columns={k: np.array(v, dtype=np.float32) for k, v in columns.items() if v},
+        final=final, predictions=mlp.probabilities(x, cost.from_logits)[..., 0], diverged_epoch=diverged_epoch,
+        parameters=mlp.parameters(), seconds=time.perf_counter() - start,
+    )
+
+
+def _T(a: np.ndarray) -> np.ndarray:
+    """The transpose of the last two axes (of each copy's matrix)."""
+    return np.swapaxes(a, -1, -2)
 
 
 def _predicted_class(zs: list[np.ndarray], a: list[np.ndarray], cost: Cost) -> np.ndarray:

@@ -126,8 +126,9 @@ def check_trainer(trainer_cfg: Mapping[str, Any]) -> None:
         value = trainer_cfg.get(key, 0)
         if not is_int(value) or value < 0:
             raise ConfigError(f"trainer.{key}", value, "an integer >= 0")
-    if trainer_cfg.get("replicates", 1) != 1:
-        raise ConfigError("trainer.replicates", trainer_cfg["replicates"], "1 (replicated training is not built yet)")
+    if trainer_cfg.get("replicates", 1) > 1 and trainer_cfg["engine"] == "fit":
+        raise ConfigError("trainer.replicates", trainer_cfg["replicates"],
+                          "1 with trainer.engine=fit (copies train together with engine compiled or numpy)")
     if not is_real(trainer_cfg.get("max_weight", 1.0)) or trainer_cfg.get("max_weight", 1.0) <= 0:
         raise ConfigError("trainer.max_weight", trainer_cfg["max_weight"], "a positive finite number")
     for key in ("shuffle", "stop_at_convergence"):

@@ -159,3 +159,35 @@ def neuron_maps(activations: Callable[[np.ndarray], np.ndarray], dataset: Datase
         ax.set_title(f"unit {unit}", fontsize=8)
     fig.suptitle(f"{title}: first hidden layer, activation of each unit", fontsize=9)
     save_figure(fig, path)
+
+
+def survival_curve(ax: plt.Axes, km, epochs: int, label: str, **style) -> None:
+    """Kaplan-Meier share of copies not yet at 100% training accuracy, against epoch (a step curve)."""
+    times = np.concatenate([[0], km.sf.quantiles, [epochs]]) if km is not None else np.array([0, epochs])
+    share = np.concatenate([[1.0], km.sf.probabilities, [km.sf.probabilities[-1]]]) if km is not None else np.ones(2)
+    ax.step(times, share, where="post", label=label, **style)
+    ax.set(xlabel="epoch", ylabel="share not yet at 100% accuracy", ylim=(-0.02, 1.02))
+
+
+def convergence(table: pd.DataFrame, km, epochs: int, title: str, path: str | Path) -> None:
+    """Save the convergence picture of a replicated run: Kaplan-Meier curve, convergence epoch, final loss and accuracy."""
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    copies, converged = len(table), table["converged"].to_numpy()
+    survival_curve(axes[0], km, epochs, f"{copies} copies")
+    axes[0].set_title(f"{title}: Kaplan-Meier ({converged.mean():.0%} converged)")
+    reached = table.loc[converged, "convergence_epoch"]
+    axes[1].hist(reached, bins=40, color="tab:green", label="converged")
+    if (~converged).any():
+        axes[1].axvline(epochs, color="tab:red", linestyle="--", label=f"{(~converged).sum()} censored at the end")
+    axes[1].set(xlabel="epoch of 100% training accuracy", ylabel="copies", title="convergence epoch")
+    axes[1].legend(fontsize=8)
+    loss = table["train_loss"].to_numpy()
+    positive = loss[loss > 0]
+    bins = np.geomspace(positive.min(), positive.max(), 40) if positive.size and positive.max() > positive.min() else 40
+    axes[2].hist(loss, bins=bins, color="tab:purple")
+    axes[2].set(xscale="log" if positive.size == loss.size else "linear", xlabel="final training loss",
+                ylabel="copies", title="final loss")
+    values, counts = np.unique(np.round(table["train_accuracy"], 4), return_counts=True)
+    axes[3].bar([f"{v:.0%}" if len(values) <= 8 else f"{v:.3f}" for v in values], counts, color="tab:orange")
+    axes[3].set(xlabel="final training accuracy", ylabel="copies", title="final accuracy")
+    save_figure(fig, path)

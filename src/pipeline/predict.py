@@ -25,7 +25,7 @@ def loss_and_accuracy(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np
     from_logits = bool(loss_cfg.get("from_logits"))
     if isinstance(model, backprop.MLP):
         zs, a = model.forward(x)
-        loss = backprop.Cost.from_config(loss_cfg).value(zs[-1], a[-1], y.astype(np.float64))
+        loss = float(backprop.Cost.from_config(loss_cfg).value(zs[-1], a[-1], y.astype(np.float64)))
     else:
         loss = float(models.make_loss(loss_cfg)(y, model(np.asarray(x, np.float32), training=False)))
     accuracy = float(np.mean((probabilities(model, x, from_logits) > 0.5) == (y > 0.5)))

@@ -203,7 +203,8 @@ class SweepCallback(Callback):
     The parent's id travels to jobs in PIPELINE_PARENT_RUN_ID, so jobs in other processes find it too.
     """
 
-    SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds")
+    SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds",
+                       "converged_share", "convergence_median")  # the last two: replicated jobs
 
     def __init__(self, metric: str = "train_loss", mode: str = "min") -> None:
         self.metric, self.mode = metric, mode

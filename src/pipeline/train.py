@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, data, files
 from pipeline.cli import hydra_app
 from pipeline.engines import History, Schedule, snapshot_epochs
-from pipeline.errors import DivergedError
+from pipeline.errors import ConfigError, DivergedError
 
 
 def schedule_from(trainer_cfg: dict[str, Any]) -> Schedule:
@@ -135,17 +136,11 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True)
     csv = data_file(plain)
     out = Path(out or output_dir(cfg))
-    session: Any = contextlib.nullcontext()
-    if plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
-        from pipeline import tracking
+    with tracked_run(cfg) as run:
+        if plain["trainer"]["replicates"] > 1:
+            from pipeline.replicates import train_replicates
 
-        tags = {"engine": plain["trainer"]["engine"], "seed": plain["trainer"]["seed"],
-                "overrides": " ".join(hydra_overrides())}
-        session = tracking.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags)
-    with session as run:
-        if run:
-            run.log_params(tracking.flatten({k: v for k, v in plain.items() if k != "paths"}))
-            run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+            return train_replicates(plain, dataset, out, run)
         model, history = fit_model(plain, dataset)
         if history.diverged_epoch is not None:
             raise DivergedError(history.diverged_epoch)
@@ -157,6 +152,24 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
             log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
     return metrics
+
+
+@contextlib.contextmanager
+def tracked_run(cfg: DictConfig) -> Iterator[Any]:
+    """An MLflow run with the config as params and config.yaml (None when tracking is off); ends FAILED/KILLED on errors."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    if not plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
+        yield None
+        return
+    from pipeline import tracking
+
+    trainer = plain["trainer"]
+    tags = {"engine": trainer["engine"], "seed": trainer["seed"], "replicates": trainer["replicates"],
+            "overrides": " ".join(hydra_overrides())}
+    with tracking.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags) as run:
+        run.log_params(tracking.flatten({k: v for k, v in plain.items() if k != "paths"}))
+        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        yield run
 
 
 def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model: Any,
@@ -184,11 +197,14 @@ def run(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     metrics = train(cfg)
-    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.evaluate_multirun_jobs:
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.evaluate_multirun_jobs and cfg.trainer.replicates == 1:
         from pipeline.evaluate import evaluate_folder
 
         evaluate_folder(OmegaConf.to_container(cfg, resolve=True), output_dir(cfg))
-    return float(metrics[cfg.objective])
+    if cfg.objective not in metrics:
+        raise ConfigError("objective", cfg.objective, "one of " + ", ".join(k for k, v in metrics.items() if not isinstance(v, str)))
+    value = metrics[cfg.objective]
+    return float("inf") if value is None else float(value)  # e.g. a median convergence epoch never reached
 
 
 def check(cfg: DictConfig) -> data.Dataset:

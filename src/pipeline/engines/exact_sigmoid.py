@@ -1,0 +1,90 @@
+"""The sigmoid exactly as TensorFlow computes it on a tensor too small for a SIMD packet, at any tensor size.
+
+Eigen evaluates elementwise ops in SIMD packets (8 floats with AVX) and the last `size % 8` elements
+one at a time, and the two paths of `Sigmoid` differ: packets use a polynomial exp, single elements
+glibc's `expf`, then e / (1 + e); `SigmoidGrad` also associates its product differently. A standalone
+XOR run (4 outputs per step) only ever takes the single-element path, a stack of 1000 copies almost
+only the packet one, and those last-bit differences grow to 1e-3 over 1000 Adam epochs. Nothing in
+TensorFlow or Keras exposes the single-element path for a large tensor, so it is reproduced here:
+glibc's expf (sysdeps/ieee754/flt-32/e_expf.c, whose double-precision steps TF float64 ops repeat
+bit for bit) and Eigen's scalar formulas, selected per element where a standalone run would use them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+# glibc's __exp2f_data: tab[i] = bits(2^(i/32)) - (i << 47), so tab[i] + (i << 47) is 2^(i/32).
+_EXP2F_TAB = np.array([
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+], dtype=np.uint64)
+TWO_TO_I_32 = (_EXP2F_TAB + (np.arange(32, dtype=np.uint64) << np.uint64(47))).view(np.float64)
+N = 32
+INV_LN2_N = float.fromhex("0x1.71547652b82fep+0") * N
+C0 = float.fromhex("0x1.c6af84b912394p-5") / N / N / N
+C1 = float.fromhex("0x1.ebfce50fac4f3p-3") / N / N
+C2 = float.fromhex("0x1.62e42ff0c52d6p-1") / N
+EXP_HI = 16.6355324  # Eigen clamps the logistic's input here: exp(x)/(1+exp(x)) is 1 in float32 above it
+
+
+def glibc_expf(x: tf.Tensor) -> tf.Tensor:
+    """expf(x) as glibc computes it: x*32/ln2 = k + r, 2^(k/32) from the table, a cubic in r, in float64."""
+    xd = tf.cast(tf.clip_by_value(x, -110.0, 88.0), tf.float64)  # beyond: 0 (flushed) or no sigmoid input
+    z = INV_LN2_N * xd
+    k = tf.round(z)  # ties to even, as glibc's shift trick
+    r = z - k
+    i = tf.math.floormod(k, 32.0)
+    power = tf.bitcast(tf.bitwise.left_shift(tf.cast((k - i) / 32.0, tf.int64) + 1023, 52), tf.float64)
+    s = tf.gather(tf.constant(TWO_TO_I_32), tf.cast(i, tf.int32)) * power
+    y = (C0 * r + C1) * (r * r) + (C2 * r + 1.0)
+    return tf.cast(y * s, tf.float32)
+
+
+@tf.custom_gradient
+def scalar_sigmoid(z: tf.Tensor):
+    """Eigen's single-element sigmoid e/(1+e), e = expf(min(z, hi)); gradient (dy*y)*(1-y) as its scalar path."""
+    e = glibc_expf(tf.minimum(z, EXP_HI))
+    y = tf.where(tf.math.is_nan(z), z, e / (1.0 + e))
+    return y, lambda dy: (dy * y) * (1.0 - y)
+
+
+@functools.cache
+def packet_size() -> int:
+    """Elements per SIMD packet of TF's Sigmoid kernel on this machine (1 if its two paths agree)."""
+    with tf.init_scope():  # eager even when first asked while a graph is traced
+        probe = tf.constant(np.linspace(-7.0, 7.0, 64, dtype=np.float32))
+        for size in (2, 4, 8, 16, 32, 64):
+            if not np.array_equal(tf.sigmoid(probe[:size]).numpy(), scalar_sigmoid(probe[:size]).numpy()):
+                return size
+    return 1
+
+
+def standalone_sigmoid(z: tf.Tensor) -> tf.Tensor:
+    """Sigmoid of stacked copies [copies, batch, units], each element computed as a run of one copy would.
+
+    A copy's tensor has batch*units elements; its last (batch*units) % packet take the single-element
+    path in a standalone run, the others the packet path.
+    """
+    packet = packet_size()
+    static = z.shape[1] is not None and z.shape[2] is not None
+    per_copy = z.shape[1] * z.shape[2] if static else tf.shape(z)[1] * tf.shape(z)[2]  # mini-batches: dynamic
+    vectorized = per_copy - per_copy % packet
+    if static and vectorized == per_copy:
+        return tf.sigmoid(z)
+    if static and vectorized == 0:
+        return scalar_sigmoid(z)
+    flat = tf.reshape(z, [-1])
+    size = tf.size(flat)
+    packets = tf.sigmoid(tf.pad(flat, [[0, -size % packet]]))[:size]  # padded: the stack's own tail takes packets too
+    position = tf.range(size) % per_copy
+    return tf.reshape(tf.where(position < vectorized, packets, scalar_sigmoid(flat)), tf.shape(z))

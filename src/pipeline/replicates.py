@@ -1,0 +1,92 @@
+"""`trainer.replicates=N`: N seeded copies trained at once; per-copy table, convergence statistics, plots, MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import convergence, data, files
+from pipeline.errors import DivergedError
+
+
+def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Any:
+    """Train `trainer.replicates` copies with the configured engine (compiled or numpy); return their Replicates."""
+    import tensorflow as tf
+
+    from pipeline import backprop, models
+    from pipeline.engines import replicated
+    from pipeline.train import schedule_from
+
+    trainer = cfg["trainer"]
+    tf.config.experimental.enable_op_determinism()
+    schedule = schedule_from(trainer | {"snapshots": 0})
+    copies = trainer["replicates"]
+    if trainer["engine"] == "numpy":
+        seeds = trainer["seed"] + np.arange(copies)
+        stacked = replicated.StackedMLP(cfg["model"], dataset.n_features, seeds)
+        mlp = backprop.MLP.from_parameters([v.numpy() for v in stacked.variables], stacked.use_bias,
+                                           stacked.activations)
+        cost = backprop.Cost.from_config(cfg["loss"])
+        return backprop.train_replicates(mlp, cost, cfg["optimizer"]["learning_rate"], dataset, schedule, seeds)
+    threshold = 0.0 if cfg["loss"].get("from_logits") else 0.5
+    return replicated.train(cfg["model"], models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"]),
+                            dataset, schedule, copies, threshold)
+
+
+def save_outputs(out: Path, replicates: Any, table: pd.DataFrame, metrics: dict[str, Any],
+                 timing: dict[str, Any]) -> list[Path]:
+    """Write replicates.csv, history.csv (per-epoch bands), metrics.json, timing.json, weights.npz and the plot."""
+    from pipeline import plots
+
+    with files.atomic_path(out / "replicates.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    with files.atomic_path(out / "history.csv") as tmp:
+        convergence.epoch_bands(replicates).to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    with files.atomic_path(out / "weights.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, seeds=replicates.seeds, **{f"w{i}": w for i, w in enumerate(replicates.parameters)})
+    picture = out / "plots" / "convergence.png"
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    converged = table["converged"].to_numpy()
+    km = convergence.kaplan_meier(table["observed_epochs"].to_numpy(), converged) if converged.any() else None
+    plots.convergence(table, km, replicates.epochs_run, out.name, picture)
+    files.write_json(out / "metrics.json", metrics)
+    files.write_json(out / "timing.json", timing)
+    return [out / "replicates.csv", out / "history.csv", out / "weights.npz", picture]
+
+
+def train_replicates(cfg: dict[str, Any], dataset: data.Dataset, out: Path, run: Any = None) -> dict[str, Any]:
+    """Train the copies, write their outputs under `out`, log to `run` (an open tracking Run) if given."""
+    replicates = fit_replicates(cfg, dataset)
+    if (replicates.diverged_epoch > 0).all():
+        raise DivergedError(int(replicates.diverged_epoch.min()))
+    table = convergence.copies_table(replicates)
+    metrics = convergence.table_summary(table) | {
+        "epochs_run": replicates.epochs_run, "engine": cfg["trainer"]["engine"], "seed": cfg["trainer"]["seed"],
+    }
+    timing = {"train_seconds": round(replicates.seconds, 4)}
+    written = save_outputs(out, replicates, table, metrics, timing)
+    files.write_json(out / "run.json", {"run_id": run.run_id if run else None, "output_dir": str(out)})
+    if run:
+        log_replicates(run, cfg, out, written, metrics | timing)
+    print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))
+    return metrics
+
+
+def log_replicates(run: Any, cfg: dict[str, Any], out: Path, written: list[Path], metrics: dict[str, Any]) -> None:
+    """Per-epoch bands as metrics with step=epoch, the summary as final metrics, the outputs as artifacts."""
+    bands = pd.read_csv(out / "history.csv")
+    run.log_series({k: bands[k].tolist() for k in bands.columns if k != "epoch"})
+    run.log_metrics({k: v for k, v in metrics.items()  # converged_share's last step is already the final value
+                     if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in bands}, step=len(bands))
+    for path in written:
+        run.log_artifact(path, "plots" if path.suffix == ".png" else "results")
+    for name in ("metrics.json", "timing.json"):
+        run.log_artifact(out / name, "results")
+    csv = Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv"
+    digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
+    run.log_dataset(pd.read_csv(csv), cfg["dataset"]["name"], csv, digest)

@@ -1,0 +1,112 @@
+"""Replicated training: copy r is the standalone run with seed + r; convergence statistics respect censoring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import run_cli
+from pipeline import convergence, data
+from pipeline.train import data_file
+
+
+def standalone_and_replicated(cfg, copies: int):
+    """Per-epoch losses of `copies` standalone runs (seeds s, s+1, ...) and of one replicated run."""
+    from pipeline import models
+    from pipeline.engines.replicated import StackedMLP
+    from pipeline.replicates import fit_replicates
+    from pipeline.train import fit_model
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    dataset = data.load(data_file(plain))
+    seed = plain["trainer"]["seed"]
+    standalone = []
+    for r in range(copies):
+        one = plain | {"trainer": plain["trainer"] | {"seed": seed + r, "snapshots": 0}}
+        model, history = fit_model(one, dataset)
+        start = models.build(plain["model"], dataset.n_features, seed + r).get_weights()
+        standalone.append((start, history.columns))
+    stacked = StackedMLP(plain["model"], dataset.n_features, seed + np.arange(copies))
+    replicated = fit_replicates(plain | {"trainer": plain["trainer"] | {"replicates": copies}}, dataset)
+    return standalone, [v.numpy() for v in stacked.variables], replicated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, copies", [("xor_relu16", 6), ("circles_tanh4", 4)])
+def test_copy_r_is_the_standalone_run_with_seed_plus_r(make_config, experiment, copies):
+    cfg = make_config(f"experiment={experiment}", "trainer.seed=3")
+    standalone, start, replicated = standalone_and_replicated(cfg, copies)
+    assert replicated.epochs_run == cfg.trainer.epochs
+    for r, (weights, columns) in enumerate(standalone):
+        for stacked, single in zip(start, weights):
+            np.testing.assert_array_equal(stacked[r], single)  # same initial weights
+        for name, values in columns.items():
+            if values:  # per-epoch loss, accuracy (and test metrics) agree to 1e-5 relative
+                np.testing.assert_allclose(replicated.columns[name][:, r], values, rtol=1e-5, atol=0, err_msg=name)
+
+
+@pytest.mark.slow
+def test_numpy_engine_copies_match_standalone_numpy_runs(make_config):
+    cfg = make_config("experiment=xor_bias_numpy", "trainer.epochs=300")
+    standalone, _, replicated = standalone_and_replicated(cfg, 3)
+    for r, (_, columns) in enumerate(standalone):
+        np.testing.assert_allclose(replicated.columns["loss"][:, r], columns["loss"], rtol=1e-6)
+
+
+def test_censored_copies_are_kept_and_quartiles_follow_kaplan_meier():
+    # 4 copies over 10 epochs: converge at 2 and 5, one never, one diverges at epoch 4 before converging
+    accuracy = np.full((10, 4), 0.75)
+    accuracy[1:, 0] = 1.0
+    accuracy[4:, 1] = 1.0
+    accuracy[4:, 3] = 1.0  # after its divergence: not counted
+    epoch, converged = convergence.convergence_epochs(accuracy, np.array([0, 0, 0, 4]))
+    assert epoch.tolist() == [2, 5, 10, 4] and converged.tolist() == [True, True, False, False]
+    result = convergence.summary(epoch, converged)
+    # Kaplan-Meier: S(2) = 3/4, the copy censored at 4 leaves 2 at risk, S(5) = 3/4 * 1/2 = 3/8
+    assert result["converged_share"] == 0.5
+    assert result["convergence_q25"] == 2 and result["convergence_median"] == 5 and result["convergence_q75"] is None
+    assert convergence.stable_epochs(accuracy).tolist() == [2, 5, 0, 5]
+
+
+def test_no_copy_converged_gives_no_quantiles():
+    epoch, converged = convergence.convergence_epochs(np.zeros((5, 3)), np.zeros(3, dtype=int))
+    assert convergence.summary(epoch, converged)["convergence_median"] is None
+    assert epoch.tolist() == [5, 5, 5]
+
+
+@pytest.mark.slow
+def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_config):
+    make_config("dataset=xor")
+    result = run_cli("train", "experiment=xor_relu16", "trainer.replicates=50", "trainer.epochs=300",
+                     f"paths.root={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "results" / "xor_relu16"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["copies"] == 50 and 0 < metrics["converged_share"] <= 1
+    table = __import__("pandas").read_csv(out / "replicates.csv")
+    assert len(table) == 50 and table["seed"].tolist() == list(range(50))
+    assert (out / "plots" / "convergence.png").stat().st_size > 10_000
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.get_run(json.loads((out / "run.json").read_text())["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["replicates"] == "50"
+    assert run.data.metrics["converged_share"] == metrics["converged_share"]
+    assert len(client.get_metric_history(run.info.run_id, "converged_share")) == 300
+    artifacts = {a.path for folder in ("plots", "results") for a in client.list_artifacts(run.info.run_id, folder)}
+    assert {"plots/convergence.png", "results/replicates.csv", "results/weights.npz"} <= artifacts
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["trainer.replicates=0"], "trainer.replicates"),
+    (["trainer.replicates=4", "trainer.engine=fit"], "trainer.replicates"),
+])
+def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overrides, key):
+    make_config("dataset=xor")
+    result = run_cli("train", "experiment=xor_relu16", *overrides, f"paths.root={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().startswith(f"error: {key}=")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
