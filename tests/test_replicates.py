@@ -110,3 +110,26 @@ def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overr
     assert result.returncode == 2 and result.stderr.strip().startswith(f"error: {key}=")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
+    for dataset in ("xor", "xor_bias", "circles"):
+        make_config(f"dataset={dataset}")
+    result = run_cli("claims", "replicates=12", f"paths.root={tmp_path}", "track=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "reports" / "claims.md").read_text()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
+    assert sorted({row.split("|")[1].strip() for row in rows}) == ["1", "2", "3", "4", "5", "6"]
+    assert all(any(f"**{word}**" in row for word in ("consistent", "optimistic", "contradicted")) for row in rows)
+    assert "95% CI" in report and (tmp_path / "reports" / "claims.png").stat().st_size > 20_000
+    claims = json.loads((tmp_path / "reports" / "claims.json").read_text())
+    assert all(0 <= v["share"] <= 1 for k, v in claims.items() if k.startswith("claim_"))
+
+
+def test_unknown_claim_kind_is_a_one_line_error(tmp_path):
+    result = run_cli("claims", "claims.0.kind=luckiest", f"paths.root={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: claims.0.kind='luckiest' is not allowed: one of " + ", ".join(
+            ("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from")))
+    assert not (tmp_path / "reports").exists()

@@ -58,8 +58,8 @@ def report(error: PipelineError) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
-def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfig:
-    """Compose conf/config.yaml with `overrides` as Hydra would; composition errors become one ConfigError line."""
+def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR, config_name: str = "config") -> DictConfig:
+    """Compose conf/<config_name>.yaml with `overrides` as Hydra would; composition errors become one error line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -68,7 +68,7 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> DictConfi
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir)):
-            return compose("config", overrides=overrides)
+            return compose(config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).strip()
         first_line = message.splitlines()[0] if message else type(error).__name__

@@ -74,7 +74,7 @@ def train_replicates(cfg: dict[str, Any], dataset: data.Dataset, out: Path, run:
     if run:
         log_replicates(run, cfg, out, written, metrics | timing)
     print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))
-    return metrics
+    return metrics | timing
 
 
 def log_replicates(run: Any, cfg: dict[str, Any], out: Path, written: list[Path], metrics: dict[str, Any]) -> None:
