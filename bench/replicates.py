@@ -63,7 +63,7 @@ def main() -> None:
     write_table(
         "replicates", f"{COPIES} seeds of xor_relu16, 1000 epochs each",
         ["how", "seeds run", "wall (s)", "training loop (s)", f"wall scaled to {COPIES} seeds (s)",
-         "copies at 100% after 1000 epochs", f"cost vs replicated"],
+         "copies at 100% after 1000 epochs", "cost vs replicated"],
         rows,
         notes=f"""One process, imports excluded. `wall` covers building the weights of every seed (the same Keras
 initializer calls a standalone run makes), graph tracing and all epochs; `training loop` is the part
