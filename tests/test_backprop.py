@@ -29,8 +29,10 @@ NAMES = {
 @pytest.fixture
 def float64():
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")  # else the float64 policy Keras cached outlives the test
 
 
 @pytest.mark.parametrize(("hidden", "output", "loss_cfg"), CASES)

@@ -80,8 +80,9 @@ def test_no_copy_converged_gives_no_quantiles():
 @pytest.mark.slow
 def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_config):
     make_config("dataset=xor")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"  # an earlier in-process sweep may have exported another store
     result = run_cli("train", "experiment=xor_relu16", "trainer.replicates=50", "trainer.epochs=300",
-                     f"paths.root={tmp_path}", cwd=tmp_path)
+                     f"paths.root={tmp_path}", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert result.returncode == 0, result.stderr
     out = tmp_path / "results" / "xor_relu16"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -91,7 +92,7 @@ def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_confi
     assert (out / "plots" / "convergence.png").stat().st_size > 10_000
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(uri)
     run = client.get_run(json.loads((out / "run.json").read_text())["run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["replicates"] == "50"
     assert run.data.metrics["converged_share"] == metrics["converged_share"]
