@@ -9,7 +9,6 @@ axes, so the same equations train many seeded copies at once (`train_replicates`
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Schedule, diverged
+from pipeline.engines import History, Progress, Schedule, copies_progress, diverged
 from pipeline.errors import DataError
 from pipeline.files import atomic_path
 
@@ -245,8 +244,7 @@ def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Datase
         bad = ~np.isfinite(loss_sum) | (largest > schedule.max_weight)
         diverged_epoch[(diverged_epoch == 0) & bad] = epoch
         if epoch % max(1, schedule.epochs // 10) == 0:
-            print(f"[numpy x{copies}] epoch {epoch}/{schedule.epochs}  median loss {np.median(loss_sum / n):.4g}  "
-                  f"copies at 100% {np.mean(correct == n):.1%}", file=sys.stderr, flush=True)
+            copies_progress(f"numpy x{copies}", epoch, schedule.epochs, loss_sum / n, correct / n, start)
     final = {}
     for split, xs, ys in (("train", x, y), ("test", dataset.x_test, dataset.y_test.astype(np.float64))):
         zs, a = mlp.forward(xs)

@@ -84,9 +84,9 @@ def table_summary(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def epoch_bands(replicates: Any) -> pd.DataFrame:
-    """Per epoch: loss median and quartiles, mean accuracy, share of copies converged so far."""
-    epoch, converged = convergence_epochs(replicates.columns["accuracy"], replicates.diverged_epoch)
+def epoch_bands(replicates: Any, table: pd.DataFrame) -> pd.DataFrame:
+    """Per epoch: loss median and quartiles, mean accuracy, share of copies converged so far (from `copies_table`)."""
+    epoch, converged = table["observed_epochs"].to_numpy(), table["converged"].to_numpy()
     epochs = np.arange(1, replicates.epochs_run + 1)
     frame = pd.DataFrame({"epoch": epochs})
     for name, values in replicates.columns.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pandas as pd
 
 from pipeline import convergence, data, files
 from pipeline.errors import DivergedError
+from pipeline.train import data_file
 
 
 def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Any:
@@ -46,7 +46,7 @@ def save_outputs(out: Path, replicates: Any, table: pd.DataFrame, metrics: dict[
     with files.atomic_path(out / "replicates.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
     with files.atomic_path(out / "history.csv") as tmp:
-        convergence.epoch_bands(replicates).to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+        convergence.epoch_bands(replicates, table).to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
     with files.atomic_path(out / "weights.npz") as tmp, open(tmp, "wb") as handle:
         np.savez(handle, seeds=replicates.seeds, **{f"w{i}": w for i, w in enumerate(replicates.parameters)})
     picture = out / "plots" / "convergence.png"
@@ -87,6 +87,4 @@ def log_replicates(run: Any, cfg: dict[str, Any], out: Path, written: list[Path]
         run.log_artifact(path, "plots" if path.suffix == ".png" else "results")
     for name in ("metrics.json", "timing.json"):
         run.log_artifact(out / name, "results")
-    csv = Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv"
-    digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
-    run.log_dataset(pd.read_csv(csv), cfg["dataset"]["name"], csv, digest)
+    run.log_dataset_file(data_file(cfg), cfg["dataset"]["name"])

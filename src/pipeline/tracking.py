@@ -114,6 +114,15 @@ class Run:
         )
         return info.model_uri
 
+    def log_dataset_file(self, path: Path, name: str) -> None:
+        """Record a dataset CSV as a run input, named `name`, with the first 16 hex digits of its SHA-256."""
+        import hashlib
+
+        import pandas as pd
+
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.log_dataset(pd.read_csv(path), name, path, digest)
+
     def log_dataset(self, frame: Any, name: str, source: str | Path, digest: str) -> None:
         """Record the dataset as a run input, named after it, with its file's hash."""
         from mlflow.exceptions import MlflowException

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,8 +181,7 @@ def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Pat
         run.log_keras_model(model, dataset.x_train[:4])
     else:
         run.log_artifact(model_path, "model")
-    digest = hashlib.sha256(data_file.read_bytes()).hexdigest()[:16]
-    run.log_dataset(pd.read_csv(data_file), cfg["dataset"]["name"], data_file, digest)
+    run.log_dataset_file(data_file, cfg["dataset"]["name"])
     for name in ("history.csv", "metrics.json", "timing.json"):
         run.log_artifact(model_path.parent / name, "results")
 
@@ -202,7 +200,8 @@ def run(cfg: DictConfig) -> float:
 
         evaluate_folder(OmegaConf.to_container(cfg, resolve=True), output_dir(cfg))
     if cfg.objective not in metrics:
-        raise ConfigError("objective", cfg.objective, "one of " + ", ".join(k for k, v in metrics.items() if not isinstance(v, str)))
+        numeric = (k for k, v in metrics.items() if not isinstance(v, str))
+        raise ConfigError("objective", cfg.objective, "one of " + ", ".join(numeric))
     value = metrics[cfg.objective]
     return float("inf") if value is None else float(value)  # e.g. a median convergence epoch never reached
 

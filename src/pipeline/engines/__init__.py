@@ -72,6 +72,13 @@ def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
     return (0, *map(int, spaced))
 
 
+def copies_progress(label: str, epoch: int, epochs: int, loss: np.ndarray, accuracy: np.ndarray,
+                    start: float) -> None:
+    """One progress line for stacked copies: their median loss and the share at 100% training accuracy."""
+    print(f"[{label}] epoch {epoch}/{epochs}  median loss {np.median(loss):.4g}  copies at 100% "
+          f"{np.mean(accuracy >= 1.0):.1%}  ({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
+
+
 class Progress:
     """Prints a line at most once a second while training, and a final line: quiet on short runs."""
 

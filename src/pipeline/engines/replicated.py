@@ -9,7 +9,6 @@ bit for bit on this machine (tests/test_replicates.py), 1000 copies for the pric
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ import tensorflow as tf
 
 from pipeline.config import layer_specs
 from pipeline.data import Dataset
-from pipeline.engines import Schedule
+from pipeline.engines import Schedule, copies_progress
 from pipeline.engines.exact_sigmoid import standalone_sigmoid
 from pipeline.models import seeded_initializer
 
@@ -169,7 +168,8 @@ def train(model_cfg: dict[str, Any], loss: keras.losses.Loss, optimizer: keras.o
     for first, count in schedule.chunks():
         for name, values in zip(names, loop.run(tf.constant(first), tf.constant(count))):
             chunks[name].append(values.numpy())
-        _progress(first + count - 1, schedule.epochs, chunks, start)
+        copies_progress("replicated", first + count - 1, schedule.epochs, chunks["loss"][-1][-1],
+                        chunks["accuracy"][-1][-1], start)
     seconds = time.perf_counter() - start
     columns = {name: np.concatenate(chunks[name]) for name in names}
     bad = columns.pop("diverged") > 0
@@ -193,9 +193,3 @@ def _probabilities(output: np.ndarray, threshold: float) -> np.ndarray:
     """P(class 1) from the output layer: itself, or its sigmoid for logits (threshold 0)."""
     return 1.0 / (1.0 + np.exp(-output)) if threshold == 0.0 else output
 
-
-def _progress(epoch: int, epochs: int, chunks: dict[str, list[np.ndarray]], start: float) -> None:
-    accuracy = chunks["accuracy"][-1][-1]
-    print(f"[replicated] epoch {epoch}/{epochs}  median loss {np.median(chunks['loss'][-1][-1]):.4g}  "
-          f"copies at 100% {np.mean(accuracy >= 1.0):.1%}  ({time.perf_counter() - start:.1f} s)", flush=True,
-          file=sys.stderr)
