@@ -16,7 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import run_cli, run_sweep
-from pipeline import tracking
+from pipeline import tracking, tracking_process
 from pipeline.errors import DivergedError
 from pipeline.train import train
 
@@ -114,6 +114,42 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
     run = only_run(store(tmp_path), "xor_relu16")
     assert run.info.status == "KILLED"
     assert not list(tmp_path.glob("results/**/model.keras")) and not list(tmp_path.glob("results/**/.*tmp*"))
+
+
+def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(tracking_process.TrackingError, match=r"^tracking: log_artifact: .*missing\.csv"):
+        with tracking_process.start({"uri": None, "experiment_name": "broken"}, str(tmp_path), "r", {}) as run:
+            run.log_metrics({"x": 1.0})
+            run.log_artifact(tmp_path / "missing.csv")
+            run.log_metrics({"y": 2.0})  # skipped: the run has already failed
+    run = only_run(store(tmp_path), "broken")
+    assert run.info.status == "FAILED" and "missing.csv" in run.data.tags["error"]
+    assert run.data.metrics == {"x": 1.0}
+
+
+@pytest.mark.slow
+def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
+    """SIGKILL gives the trainer no chance to end its run; MLflow's helper process sees it go and ends it."""
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
+         "trainer.progress_every=2000", "paths.root=."],
+        cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+    )
+    for line in process.stderr:
+        if line.startswith("[compiled] epoch"):
+            break
+    process.kill()
+    process.wait(timeout=60)
+    for _ in range(60):
+        run = only_run(store(tmp_path), "xor_relu16")
+        if run.info.status != "RUNNING":
+            break
+        time.sleep(0.5)
+    assert run.info.status == "KILLED"
+    assert "ended without ending its run" in run.data.tags["error"]
 
 
 @pytest.mark.slow

@@ -69,8 +69,9 @@ def train_replicates(cfg: dict[str, Any], dataset: data.Dataset, out: Path, run:
         "epochs_run": replicates.epochs_run, "engine": cfg["trainer"]["engine"], "seed": cfg["trainer"]["seed"],
     }
     timing = {"train_seconds": round(replicates.seconds, 4)}
+    run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
     written = save_outputs(out, replicates, table, metrics, timing)
-    files.write_json(out / "run.json", {"run_id": run.run_id if run else None, "output_dir": str(out)})
+    files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(out)})
     if run:
         log_replicates(run, cfg, out, written, metrics | timing)
     print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))

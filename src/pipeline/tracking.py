@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from hydra.experimental.callback import Callback
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -74,6 +73,10 @@ class Run:
         for i in range(0, len(entries), MAX_PARAMS_PER_CALL):
             self.client.log_batch(self.run_id, params=entries[i:i + MAX_PARAMS_PER_CALL])
 
+    def log_config(self, config: Mapping[str, Any]) -> None:
+        """The config as params with dotted keys (see `flatten`)."""
+        self.log_params(flatten(config))
+
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         self._log_metric_entries([Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None])
@@ -110,9 +113,17 @@ class Run:
             artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=model,
             signature=signature, input_example=example,
             validate_serving_input=False,  # a Keras predict call; the tests load the logged model and predict
-            pip_requirements=_pinned("keras", "tensorflow-cpu", "tensorflow", "numpy"),
+            pip_requirements=_model_requirements(),
         )
         return info.model_uri
+
+    def log_keras_model_file(self, path: str | Path, example: Any) -> str:
+        """Load a saved `.keras` file and log it as `log_keras_model` does; return the model URI."""
+        import keras
+
+        import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
+
+        return self.log_keras_model(keras.saving.load_model(path), example)
 
     def log_dataset_file(self, path: Path, name: str) -> None:
         """Record a dataset CSV as a run input, named `name`, with the first 16 hex digits of its SHA-256."""
@@ -150,6 +161,29 @@ def _save_keras_model(path: str, **kwargs: Any) -> None:
 _KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
 
 
+def warm_up_model_logging() -> None:
+    """Save and reload a one-unit model through MLflow's Keras flavour, so the first real model logs fast."""
+    import tempfile
+
+    import keras
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    import pipeline.models  # noqa: F401  (registers the custom loss a saved model may name)
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    example = np.zeros((1, 2), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "model")
+        _save_keras_model(path, model=model, input_example=example, pip_requirements=_model_requirements(),
+                          signature=infer_signature(example, np.asarray(model(example, training=False))))
+        keras.saving.load_model(os.path.join(path, "data", "model.keras"))
+
+
+def _model_requirements() -> list[str]:
+    return _pinned("keras", "tensorflow-cpu", "tensorflow", "numpy")
+
+
 def _pinned(*names: str) -> list[str]:
     from importlib import metadata
 
@@ -174,10 +208,9 @@ def experiment_for(name: str, uri: str, root: str | Path) -> str:
     raise RuntimeError(f"could not create MLflow experiment {name!r}")
 
 
-@contextlib.contextmanager
-def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
-          tags: Mapping[str, str] | None = None) -> Iterator[Run]:
-    """Open a run (a child of PIPELINE_PARENT_RUN_ID when set); end it FINISHED, FAILED or KILLED, never RUNNING."""
+def open_run(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
+             tags: Mapping[str, str] | None = None) -> Run:
+    """Start a run (a child of PIPELINE_PARENT_RUN_ID when set), tagged with git, DVC stage and `tags`."""
     uri = tracking_uri(tracking_cfg, root)
     mlflow.set_tracking_uri(uri)
     experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
@@ -188,140 +221,29 @@ def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
         experiment_id=experiment_id, run_name=run_name, tags=all_tags,
         parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
     )
+    return Run(MlflowClient(), active.info.run_id)
+
+
+def end_run(run_id: str, status: str, message: str | None = None) -> None:
+    """End the active run with `status` (FINISHED, FAILED or KILLED); `message` becomes its `error` tag."""
+    if message:
+        with contextlib.suppress(Exception):  # never hide the original error behind a tracking error
+            MlflowClient().set_tag(run_id, "error", message[:5000])
+    mlflow.end_run(status)
+
+
+@contextlib.contextmanager
+def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
+          tags: Mapping[str, str] | None = None) -> Iterator[Run]:
+    """An open run in this process; ends FINISHED, FAILED or KILLED, never RUNNING."""
+    run = open_run(tracking_cfg, root, run_name, tags)
     try:
-        yield Run(MlflowClient(), active.info.run_id)
+        yield run
     except KeyboardInterrupt as error:
-        _end(active.info.run_id, RunStatus.KILLED, f"interrupted ({error or 'Ctrl-C'})")
+        end_run(run.run_id, "KILLED", f"interrupted ({error or 'Ctrl-C'})")
         raise
     except BaseException as error:
-        _end(active.info.run_id, RunStatus.FAILED, str(error) or type(error).__name__)
+        end_run(run.run_id, "FAILED", str(error) or type(error).__name__)
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
-
-
-def _end(run_id: str, status: int, message: str) -> None:
-    with contextlib.suppress(Exception):  # never hide the original error behind a tracking error
-        MlflowClient().set_tag(run_id, "error", message[:5000])
-    mlflow.end_run(RunStatus.to_string(status))
-
-
-class SweepCallback(Callback):
-    """Hydra callback: a parent MLflow run per multirun, its jobs as children, a summary table at the end.
-
-    The parent's id travels to jobs in PIPELINE_PARENT_RUN_ID, so jobs in other processes find it too.
-    """
-
-    SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds",
-                       "converged_share", "convergence_median")  # the last two: replicated jobs
-
-    def __init__(self, metric: str = "train_loss", mode: str = "min") -> None:
-        self.metric, self.mode = metric, mode
-        self.run_id: str | None = None
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        from omegaconf import OmegaConf
-
-        tracking_cfg = OmegaConf.to_container(config.tracking, resolve=True)
-        if not tracking_cfg.get("enabled", True):
-            return
-        root = config.paths.root
-        uri = tracking_uri(tracking_cfg, root)
-        self.client = MlflowClient(uri)
-        overrides = list(config.hydra.overrides.task)
-        searched = list((OmegaConf.select(config, "hydra.sweeper.params") or {}).keys())  # Optuna's search space
-        self.swept = sweep_keys(overrides) + [k for k in searched if k not in sweep_keys(overrides)]
-        self.sweep_dir = Path(config.hydra.sweep.dir)
-        experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
-        tags = {**git_tags(root), "sweep": "true", "overrides": " ".join(overrides)}
-        name = f"{config.name}-sweep"
-        self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in flatten(
-            {"sweep": {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}}).items()])
-        os.environ[PARENT_RUN_ENV] = self.run_id
-        os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
-        import atexit
-
-        atexit.register(self._end_if_running, "FAILED")
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        if self.run_id is None:
-            return
-        try:
-            self.log_summary()
-            self.log_search_result()
-        finally:
-            self._end_if_running("FINISHED")
-
-    def log_summary(self) -> None:
-        """Log every child's swept params and final metrics as summary.csv, and tag the best child."""
-        import pandas as pd
-
-        children = self.client.search_runs(
-            [self.client.get_run(self.run_id).info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=10000,
-        )
-        rows = [
-            {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status}
-            | {k: r.data.params.get(k) for k in self.swept}
-            | {m: r.data.metrics.get(m) for m in self.SUMMARY_METRICS}
-            for r in children
-        ]
-        table = pd.DataFrame(rows)
-        self.client.log_text(self.run_id, table.to_csv(index=False), "summary.csv")
-        ranked = table.dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
-        if not ranked.empty:
-            best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
-            self.client.log_batch(self.run_id, metrics=[Metric(f"best_{self.metric}", float(best[self.metric]),
-                                                                int(time.time() * 1000), 0)],
-                                  tags=[RunTag("best_run_id", best["run_id"])])
-            self.client.set_tag(best["run_id"], "best_in_sweep", "true")
-        self.client.log_batch(self.run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
-        if len(self.swept) >= 2 and self.metric in table and table[self.metric].notna().any():
-            self.client.log_figure(self.run_id, sweep_heatmap(table, self.swept[0], self.swept[1], self.metric),
-                                   "sweep_heatmap.png")
-
-    def log_search_result(self) -> None:
-        """Log an Optuna study's best params (`best.<key>`) and value to the parent run."""
-        import yaml
-
-        path = self.sweep_dir / "optimization_results.yaml"
-        if not path.is_file():
-            return
-        result = yaml.safe_load(path.read_text())
-        params = {f"best.{k}": v for k, v in result.get("best_params", {}).items()}
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                              metrics=[Metric("best_value", float(result["best_value"]), int(time.time() * 1000), 0)])
-        self.client.log_artifact(self.run_id, str(path))
-
-    def _end_if_running(self, status: str) -> None:
-        with contextlib.suppress(Exception):
-            if self.run_id and self.client.get_run(self.run_id).info.status == "RUNNING":
-                self.client.set_terminated(self.run_id, status)
-
-
-def sweep_heatmap(table: Any, rows: str, columns: str, metric: str) -> Any:
-    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
-    import numpy as np
-
-    from pipeline import plots
-
-    grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
-    fig, ax = plots.plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
-    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
-    ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
-    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
-        ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize=8)
-    ax.set(xlabel=columns, ylabel=rows, title=f"median {metric}")
-    fig.colorbar(image, ax=ax, label=metric)
-    fig.tight_layout()
-    return fig
-
-
-def sweep_keys(overrides: list[str]) -> list[str]:
-    """The config keys a multirun sweeps over (those given several values), as flat param names."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return [o.key_or_group for o in parsed if o.is_sweep_override()]
+        end_run(run.run_id, "FINISHED")

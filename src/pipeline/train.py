@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and "tracking.enabled=false" not in sys.argv:
+    # Start MLflow's helper process first, so its imports run on the other core while this one imports TensorFlow.
+    from pipeline import tracking_process
+
+    tracking_process.helper()
+
 import contextlib
 import json
 from collections.abc import Iterator
@@ -145,8 +153,9 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
             raise DivergedError(history.diverged_epoch)
         metrics = final_metrics(plain, model, dataset, history)
         timing = {"train_seconds": round(history.seconds, 4)}
+        run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
         model_path = save_outputs(out, model, history, metrics, timing)
-        files.write_json(out / "run.json", {"run_id": run.run_id if run else None, "output_dir": str(out)})
+        files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(out)})
         if run:
             log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
@@ -160,13 +169,13 @@ def tracked_run(cfg: DictConfig) -> Iterator[Any]:
     if not plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
         yield None
         return
-    from pipeline import tracking
+    from pipeline import tracking_process
 
     trainer = plain["trainer"]
     tags = {"engine": trainer["engine"], "seed": trainer["seed"], "replicates": trainer["replicates"],
             "overrides": " ".join(hydra_overrides())}
-    with tracking.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags) as run:
-        run.log_params(tracking.flatten({k: v for k, v in plain.items() if k != "paths"}))
+    with tracking_process.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags) as run:
+        run.log_config({k: v for k, v in plain.items() if k != "paths"})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         yield run
 
@@ -178,7 +187,7 @@ def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Pat
     numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     run.log_metrics(numeric, step=history.epochs_run)
     if model_path.suffix == ".keras":
-        run.log_keras_model(model, dataset.x_train[:4])
+        run.log_keras_model_file(model_path, dataset.x_train[:4])
     else:
         run.log_artifact(model_path, "model")
     run.log_dataset_file(data_file, cfg["dataset"]["name"])

@@ -1,0 +1,136 @@
+"""Hydra sweeps in MLflow: a parent run per multirun, its jobs as children, a summary table and heatmap."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from pipeline.tracking import PARENT_RUN_ENV, experiment_for, flatten, git_tags, tracking_uri
+
+
+class SweepCallback(Callback):
+    """Hydra callback: a parent MLflow run per multirun, its jobs as children, a summary table at the end.
+
+    The parent's id travels to jobs in PIPELINE_PARENT_RUN_ID, so jobs in other processes find it too.
+    """
+
+    SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds",
+                       "converged_share", "convergence_median")  # the last two: replicated jobs
+
+    def __init__(self, metric: str = "train_loss", mode: str = "min") -> None:
+        self.metric, self.mode = metric, mode
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        tracking_cfg = OmegaConf.to_container(config.tracking, resolve=True)
+        if not tracking_cfg.get("enabled", True):
+            return
+        root = config.paths.root
+        uri = tracking_uri(tracking_cfg, root)
+        self.client = MlflowClient(uri)
+        overrides = list(config.hydra.overrides.task)
+        searched = list((OmegaConf.select(config, "hydra.sweeper.params") or {}).keys())  # Optuna's search space
+        self.swept = sweep_keys(overrides) + [k for k in searched if k not in sweep_keys(overrides)]
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+        experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
+        tags = {**git_tags(root), "sweep": "true", "overrides": " ".join(overrides)}
+        name = f"{config.name}-sweep"
+        self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in flatten(
+            {"sweep": {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}}).items()])
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
+        import atexit
+
+        atexit.register(self._end_if_running, "FAILED")
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        if self.run_id is None:
+            return
+        try:
+            self.log_summary()
+            self.log_search_result()
+        finally:
+            self._end_if_running("FINISHED")
+
+    def log_summary(self) -> None:
+        """Log every child's swept params and final metrics as summary.csv, and tag the best child."""
+        import pandas as pd
+
+        children = self.client.search_runs(
+            [self.client.get_run(self.run_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=10000,
+        )
+        rows = [
+            {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status}
+            | {k: r.data.params.get(k) for k in self.swept}
+            | {m: r.data.metrics.get(m) for m in self.SUMMARY_METRICS}
+            for r in children
+        ]
+        table = pd.DataFrame(rows)
+        self.client.log_text(self.run_id, table.to_csv(index=False), "summary.csv")
+        ranked = table.dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
+        if not ranked.empty:
+            best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
+            self.client.log_batch(self.run_id, metrics=[Metric(f"best_{self.metric}", float(best[self.metric]),
+                                                                int(time.time() * 1000), 0)],
+                                  tags=[RunTag("best_run_id", best["run_id"])])
+            self.client.set_tag(best["run_id"], "best_in_sweep", "true")
+        self.client.log_batch(self.run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
+        if len(self.swept) >= 2 and self.metric in table and table[self.metric].notna().any():
+            self.client.log_figure(self.run_id, sweep_heatmap(table, self.swept[0], self.swept[1], self.metric),
+                                   "sweep_heatmap.png")
+
+    def log_search_result(self) -> None:
+        """Log an Optuna study's best params (`best.<key>`) and value to the parent run."""
+        import yaml
+
+        path = self.sweep_dir / "optimization_results.yaml"
+        if not path.is_file():
+            return
+        result = yaml.safe_load(path.read_text())
+        params = {f"best.{k}": v for k, v in result.get("best_params", {}).items()}
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                              metrics=[Metric("best_value", float(result["best_value"]), int(time.time() * 1000), 0)])
+        self.client.log_artifact(self.run_id, str(path))
+
+    def _end_if_running(self, status: str) -> None:
+        with contextlib.suppress(Exception):
+            if self.run_id and self.client.get_run(self.run_id).info.status == "RUNNING":
+                self.client.set_terminated(self.run_id, status)
+
+
+def sweep_heatmap(table: Any, rows: str, columns: str, metric: str) -> Any:
+    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
+    import numpy as np
+
+    from pipeline import plots
+
+    grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
+    fig, ax = plots.plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+    ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize=8)
+    ax.set(xlabel=columns, ylabel=rows, title=f"median {metric}")
+    fig.colorbar(image, ax=ax, label=metric)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_keys(overrides: list[str]) -> list[str]:
+    """The config keys a multirun sweeps over (those given several values), as flat param names."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]

@@ -1,0 +1,195 @@
+"""MLflow runs written by a helper process, so importing MLflow and opening its store overlap TensorFlow's start.
+
+Hand-written because MLflow's asynchronous logging is a thread of the training process: importing MLflow and
+opening the SQLite store (about 1.5 s) would still hold that process's interpreter while TensorFlow imports.
+The helper also ends the run KILLED when the training process dies without a word (SIGKILL, out of memory).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+PASSED_ENV = ("PIPELINE_PARENT_RUN_ID", "DVC_STAGE")  # read when a run starts; MLFLOW_* variables travel too
+RUN_METHODS = frozenset({"log_config", "log_params", "log_metrics", "log_series", "set_tags", "log_artifact",
+                         "log_text",
+                         "log_keras_model_file", "log_dataset_file", "log_dataset"})
+
+
+class TrackingError(PipelineError):
+    """MLflow refused or failed a call of this run."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"tracking: {problem}")
+
+
+class Helper:
+    """The helper process and the connection to it; calls are sent without waiting, replies come in order."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        # A session of its own: Ctrl-C in a terminal reaches the training process, which ends the run itself.
+        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking_process", str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], start_new_session=True)
+        theirs.close()
+        self.connection = Connection(ours.detach())
+        self.pid = os.getpid()
+
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.process.poll() is None
+
+    def send(self, *message: Any) -> None:
+        try:
+            self.connection.send(message)
+        except OSError as error:
+            raise TrackingError(f"the tracking helper process is gone ({error})") from None
+
+    def reply(self, kind: str) -> tuple[Any, ...]:
+        """The next reply, which must be of `kind` ('started' or 'ended')."""
+        try:
+            received, *values = self.connection.recv()
+        except (EOFError, OSError):
+            raise TrackingError("the tracking helper process is gone") from None
+        assert received == kind, (received, kind)
+        return tuple(values)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.close()
+
+
+_helper: Helper | None = None  # one per process, reused by every run it starts (e.g. sequential sweep jobs)
+
+
+def helper() -> Helper:
+    """This process's helper, started on first use (or again if it died)."""
+    global _helper
+    if _helper is None or not _helper.alive():
+        _helper = Helper()
+        atexit.register(_helper.close)
+    return _helper
+
+
+class RemoteRun:
+    """A tracking.Run whose calls run in the helper process; errors surface when the run ends."""
+
+    def __init__(self, channel: Helper) -> None:
+        self.channel, self.ended = channel, False
+        self._run_id: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The run's id; waits for the helper to have started the run, raising TrackingError if it could not."""
+        if self._run_id is None:
+            run_id, error = self.channel.reply("started")
+            if error:
+                self.ended = True
+                self.channel.send("end", "FAILED", error)
+                self.channel.reply("ended")
+                raise TrackingError(error)
+            self._run_id = run_id
+        return self._run_id
+
+    def __getattr__(self, method: str) -> Any:
+        if method not in RUN_METHODS:
+            raise AttributeError(method)
+        return lambda *args, **kwargs: self.channel.send("call", method, args, kwargs)
+
+    def end(self, status: str, message: str | None = None) -> None:
+        """End the run and wait until the helper has logged everything; raise TrackingError if a call failed."""
+        if self.ended:
+            return
+        self.ended = True
+        if self._run_id is None:
+            self.channel.reply("started")  # an error there is also in the 'ended' reply
+        self.channel.send("end", status, message)
+        (error,) = self.channel.reply("ended")
+        if error and status == "FINISHED":
+            raise TrackingError(error)
+
+
+@contextlib.contextmanager
+def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any]) -> Iterator[RemoteRun]:
+    """tracking.start, run by the helper: ends FINISHED, FAILED or KILLED, never RUNNING."""
+    channel = helper()
+    env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") or k in PASSED_ENV}
+    channel.send("start", env, {"tracking_cfg": dict(tracking_cfg), "root": str(root), "run_name": run_name,
+                                "tags": {k: str(v) for k, v in tags.items()}})
+    run = RemoteRun(channel)
+    try:
+        yield run
+    except KeyboardInterrupt as error:
+        with contextlib.suppress(TrackingError):
+            run.end("KILLED", f"interrupted ({error or 'Ctrl-C'})")
+        raise
+    except BaseException as error:
+        with contextlib.suppress(TrackingError):
+            run.end("FAILED", str(error) or type(error).__name__)
+        raise
+    else:
+        run.end("FINISHED")
+
+
+def one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:1000]
+
+
+def serve(connection: Connection) -> None:
+    """The helper's loop: start runs, apply their calls, end them; end a run KILLED if the trainer vanishes."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (1 s of the SQLite store's first open, done now)
+
+    from pipeline import tracking
+
+    run, error, keras_loaded = None, None, False
+    while True:
+        if run is not None and not keras_loaded and not connection.poll(0):
+            tracking.warm_up_model_logging()  # while the trainer trains: its model comes last
+            keras_loaded = True
+            continue
+        try:
+            kind, *args = connection.recv()
+        except (EOFError, OSError):
+            if run is not None:
+                tracking.end_run(run.run_id, "KILLED", "the training process ended without ending its run")
+            return
+        if kind == "start":
+            env, kwargs = args
+            for key in [k for k in os.environ if k.startswith("MLFLOW_") or k in PASSED_ENV]:
+                del os.environ[key]
+            os.environ.update(env)
+            try:
+                run, error = tracking.open_run(**kwargs), None
+                connection.send(("started", run.run_id, None))
+            except Exception as failure:  # noqa: BLE001  (reported to the trainer as one line)
+                run, error = None, one_line(failure)
+                connection.send(("started", None, error))
+        elif kind == "call" and run is not None and error is None:
+            method, call_args, call_kwargs = args
+            try:
+                getattr(run, method)(*call_args, **call_kwargs)
+            except Exception as failure:  # noqa: BLE001
+                error = f"{method}: {one_line(failure)}"
+        elif kind == "end":
+            status, message = args
+            if run is not None:
+                failed = error is not None and status == "FINISHED"
+                tracking.end_run(run.run_id, "FAILED" if failed else status, error if failed else message)
+            connection.send(("ended", error))
+            run = None
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer decides how its run ends
+    serve(Connection(int(sys.argv[1])))
+    os._exit(0)  # everything is committed; skipping TensorFlow's teardown frees the core for the trainer's own exit
