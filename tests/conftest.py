@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +80,32 @@ def run_sweep(root: Path, *overrides: str):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(runs) == len(children) + 1  # no loose run
     return client, parents[0], children
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_store_uri: str, artifacts: Path, cwd: Path) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 with proxied artifacts; yields its URL once it answers /health."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts), "--workers", "1"],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            assert server.poll() is None, f"mlflow server exited: {server.stderr.read()[-2000:]}"
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
+                    break
+            time.sleep(0.5)
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

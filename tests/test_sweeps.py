@@ -32,3 +32,26 @@ def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path)
     assert best_units in {"2", "4", "8", "16", "32"} and float(parent.data.params["best.optimizer.learning_rate"]) > 0
     best_value = parent.data.metrics["best_value"]
     assert best_value == pytest.approx(min(c.data.metrics["train_loss"] for c in children), rel=1e-6)
+
+
+@pytest.mark.parametrize(("launcher", "target"), [("ray_cluster", "ray_launcher.RayLauncher"),
+                                                  ("slurm", "submitit_launcher.SlurmLauncher")])
+def test_cluster_launcher_presets_compose_onto_the_plugins_configs(launcher, target, monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pipeline.cli import CONF_DIR
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "tracking=server"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "ray_cluster":
+        assert cfg.hydra.launcher.ray.init.address == "10.0.0.5:6379"
+        assert cfg.hydra.launcher.ray.init.object_store_memory is None
+        assert cfg.hydra.launcher.ray.remote.num_cpus == 1
+    else:
+        assert cfg.hydra.launcher.cpus_per_task == 2 and cfg.hydra.launcher.timeout_min == 30
+    assert cfg.tracking.uri.startswith("http://127.0.0.1")

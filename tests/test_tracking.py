@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli, run_sweep
+from conftest import mlflow_server, run_cli, run_sweep
 from pipeline import tracking, tracking_process
 from pipeline.errors import DivergedError
 from pipeline.train import train
@@ -118,11 +117,12 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
 
 def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    with pytest.raises(tracking_process.TrackingError, match=r"^tracking: log_artifact: .*missing\.csv"):
-        with tracking_process.start({"uri": None, "experiment_name": "broken"}, str(tmp_path), "r", {}) as run:
-            run.log_metrics({"x": 1.0})
-            run.log_artifact(tmp_path / "missing.csv")
-            run.log_metrics({"y": 2.0})  # skipped: the run has already failed
+    cfg = {"uri": None, "experiment_name": "broken"}
+    with (pytest.raises(tracking_process.TrackingError, match=r"^tracking: log_artifact: .*missing\.csv"),
+          tracking_process.start(cfg, str(tmp_path), "r", {}) as run):
+        run.log_metrics({"x": 1.0})
+        run.log_artifact(tmp_path / "missing.csv")
+        run.log_metrics({"y": 2.0})  # skipped: the run has already failed
     run = only_run(store(tmp_path), "broken")
     assert run.info.status == "FAILED" and "missing.csv" in run.data.tags["error"]
     assert run.data.metrics == {"x": 1.0}
@@ -170,29 +170,9 @@ def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
     assert parent.data.metrics["best_train_loss"] == table["train_loss"].min()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, tmp_path, monkeypatch):
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        uri = f"http://127.0.0.1:{port}"
-        for _ in range(120):
-            try:
-                MlflowClient(uri).search_experiments()
-                break
-            except Exception:
-                time.sleep(0.5)
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts", tmp_path) as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         train(make_config("experiment=xor_relu16", "trainer.epochs=300", tracking=True), out=tmp_path / "out")
         client = MlflowClient(uri)
@@ -203,6 +183,3 @@ def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, 
         mlflow.set_tracking_uri(uri)
         loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
         assert loaded.predict(XOR, verbose=0).shape == (4, 1)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

@@ -18,7 +18,8 @@ from pipeline.tracking import PARENT_RUN_ENV, experiment_for, flatten, git_tags,
 class SweepCallback(Callback):
     """Hydra callback: a parent MLflow run per multirun, its jobs as children, a summary table at the end.
 
-    The parent's id travels to jobs in PIPELINE_PARENT_RUN_ID, so jobs in other processes find it too.
+    Hydra pickles its callbacks into every job, whatever the launcher (joblib workers, Ray tasks on other
+    machines), so `on_job_start` hands each job the parent's id and the tracking URI in its own process.
     """
 
     SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds",
@@ -36,7 +37,7 @@ class SweepCallback(Callback):
             return
         root = config.paths.root
         uri = tracking_uri(tracking_cfg, root)
-        self.client = MlflowClient(uri)
+        self.uri, self.client = uri, MlflowClient(uri)
         overrides = list(config.hydra.overrides.task)
         searched = list((OmegaConf.select(config, "hydra.sweeper.params") or {}).keys())  # Optuna's search space
         self.swept = sweep_keys(overrides) + [k for k in searched if k not in sweep_keys(overrides)]
@@ -47,11 +48,15 @@ class SweepCallback(Callback):
         self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
         self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in flatten(
             {"sweep": {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}}).items()])
-        os.environ[PARENT_RUN_ENV] = self.run_id
-        os.environ.setdefault("MLFLOW_TRACKING_URI", uri)
         import atexit
 
         atexit.register(self._end_if_running, "FAILED")
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        """In the job's process: runs started now are children of the sweep's parent, in the same store."""
+        if self.run_id is not None:
+            os.environ[PARENT_RUN_ENV] = self.run_id
+            os.environ["MLFLOW_TRACKING_URI"] = self.uri
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if self.run_id is None:

@@ -1,0 +1,96 @@
+"""A sweep on a real Ray cluster, tracked by a real MLflow server whose store is a real PostgreSQL."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import free_port, mlflow_server, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs (Debian keeps them off PATH), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 with a database `mlflow`; yields its SQLAlchemy URI."""
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's server programs are missing; .ci/run installs the Debian package `postgresql`")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); CI installs it and runs this test")
+    home = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
+    as_owner: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's `postgres` user
+        home.chmod(0o755)
+        shutil.chown(home, "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    data, port = home / "data", free_port()
+
+    def pg(program: str, *args: str) -> None:
+        subprocess.run([*as_owner, str(bin_dir / program), *args], check=True, capture_output=True, timeout=120)
+
+    pg("initdb", "-D", str(data), "-U", "mlflow", "--auth=trust")
+    pg("pg_ctl", "-D", str(data), "-l", str(home / "log"), "-w", "start",
+       "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1")
+    try:
+        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
+        yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
+    finally:
+        pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path) -> Iterator[str]:
+    """`ray start --head` on 127.0.0.1 with 2 CPUs, started in `tmp_path`; yields its address."""
+    ray = str(Path(sys.executable).parent / "ray")
+    address = f"127.0.0.1:{free_port()}"
+    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={address.split(':')[1]}",
+                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=180)
+    try:
+        yield address
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_ray_sweep_is_tracked_by_a_server_on_postgresql(tmp_path, postgres, ray_head):
+    assert run_cli("generate", "dataset=xor", f"paths.root={tmp_path}", cwd=tmp_path).returncode == 0
+    with mlflow_server(postgres, tmp_path / "artifacts", tmp_path) as uri:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        result = subprocess.run(
+            [sys.executable, "-m", "pipeline.train", "-m", "hydra/launcher=ray_cluster", "tracking=server",
+             f"tracking.uri={uri}", "experiment=xor_relu16", "trainer.epochs=200", "trainer.seed=0,1,2,3",
+             f"paths.root={tmp_path}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+            env=env | {"RAY_ADDRESS": ray_head, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"},
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Connected to Ray cluster" in result.stdout + result.stderr
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
+        parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+        assert len(children) == 4 == len(runs) - 1
+        assert {c.info.status for c in children} == {"FINISHED"}
+        assert sorted(c.data.params["trainer.seed"] for c in children) == ["0", "1", "2", "3"]
+        assert all(len(client.get_metric_history(c.info.run_id, "loss")) == 200 for c in children)
+        assert "summary.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+        assert any((tmp_path / "artifacts").rglob("model.keras"))  # proxied: the server wrote the artifacts
