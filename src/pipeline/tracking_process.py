@@ -1,7 +1,7 @@
-"""MLflow runs written by a helper process, so importing MLflow and opening its store overlap TensorFlow's start.
+"""MLflow runs written by a helper process, so importing MLflow and Keras and opening the store overlap training.
 
 Hand-written because MLflow's asynchronous logging is a thread of the training process: importing MLflow and
-opening the SQLite store (about 1.5 s) would still hold that process's interpreter while TensorFlow imports.
+opening the SQLite store (about 1.7 s) would still hold that process's interpreter while TensorFlow imports.
 The helper also ends the run KILLED when the training process dies without a word (SIGKILL, out of memory).
 """
 
@@ -21,9 +21,8 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 PASSED_ENV = ("PIPELINE_PARENT_RUN_ID", "DVC_STAGE")  # read when a run starts; MLFLOW_* variables travel too
-RUN_METHODS = frozenset({"log_config", "log_params", "log_metrics", "log_series", "set_tags", "log_artifact",
-                         "log_text",
-                         "log_keras_model_file", "log_dataset_file", "log_dataset"})
+RUN_METHODS = frozenset({"log_config", "log_params", "log_metrics", "log_series", "set_tags", "log_artifact", "log_text",
+                         "log_keras_model_file", "log_dataset_file", "log_dataset"})  # tracking.Run's methods
 
 
 class TrackingError(PipelineError):
@@ -46,7 +45,7 @@ class Helper:
         self.pid = os.getpid()
 
     def alive(self) -> bool:
-        return self.pid == os.getpid() and self.process.poll() is None
+        return self.pid == os.getpid() and not self.connection.closed and self.process.poll() is None
 
     def send(self, *message: Any) -> None:
         try:
@@ -60,6 +59,9 @@ class Helper:
             received, *values = self.connection.recv()
         except (EOFError, OSError):
             raise TrackingError("the tracking helper process is gone") from None
+        except BaseException:  # e.g. Ctrl-C while waiting: replies would be out of step, so use a new helper next time
+            self.close()
+            raise
         assert received == kind, (received, kind)
         return tuple(values)
 
