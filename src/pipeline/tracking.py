@@ -9,7 +9,7 @@ import subprocess
 import time
 import types
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -230,20 +230,3 @@ def end_run(run_id: str, status: str, message: str | None = None) -> None:
         with contextlib.suppress(Exception):  # never hide the original error behind a tracking error
             MlflowClient().set_tag(run_id, "error", message[:5000])
     mlflow.end_run(status)
-
-
-@contextlib.contextmanager
-def start(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
-          tags: Mapping[str, str] | None = None) -> Iterator[Run]:
-    """An open run in this process; ends FINISHED, FAILED or KILLED, never RUNNING."""
-    run = open_run(tracking_cfg, root, run_name, tags)
-    try:
-        yield run
-    except KeyboardInterrupt as error:
-        end_run(run.run_id, "KILLED", f"interrupted ({error or 'Ctrl-C'})")
-        raise
-    except BaseException as error:
-        end_run(run.run_id, "FAILED", str(error) or type(error).__name__)
-        raise
-    else:
-        end_run(run.run_id, "FINISHED")

@@ -82,6 +82,12 @@ def helper() -> Helper:
     return _helper
 
 
+def prestart(argv: list[str]) -> None:
+    """Start the helper now, unless this command cannot use it: tracking off, or jobs run by another launcher."""
+    if "tracking.enabled=false" not in argv and not any(arg.startswith("hydra/launcher=") for arg in argv):
+        helper()
+
+
 class RemoteRun:
     """A tracking.Run whose calls run in the helper process; errors surface when the run ends."""
 
@@ -122,7 +128,7 @@ class RemoteRun:
 
 @contextlib.contextmanager
 def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any]) -> Iterator[RemoteRun]:
-    """tracking.start, run by the helper: ends FINISHED, FAILED or KILLED, never RUNNING."""
+    """A run written by the helper process; ends FINISHED, FAILED or KILLED, never RUNNING."""
     channel = helper()
     env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") or k in PASSED_ENV}
     channel.send("start", env, {"tracking_cfg": dict(tracking_cfg), "root": str(root), "run_name": run_name,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__" and "tracking.enabled=false" not in sys.argv:
-    # Start MLflow's helper process first, so its imports run on the other core while this one imports TensorFlow.
-    from pipeline import tracking_process
+if __name__ == "__main__":  # before the heavy imports below, so the helper's run on the other core
+    from pipeline.tracking_process import prestart
 
-    tracking_process.helper()
+    prestart(sys.argv[1:])
 
 import contextlib
 import json
@@ -157,7 +156,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         model_path = save_outputs(out, model, history, metrics, timing)
         files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(out)})
         if run:
-            log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
+            log_run(run, plain, dataset, csv, model_path, history, metrics, timing)
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
     return metrics
 
@@ -180,8 +179,8 @@ def tracked_run(cfg: DictConfig) -> Iterator[Any]:
         yield run
 
 
-def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model: Any,
-            model_path: Path, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> None:
+def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model_path: Path,
+            history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> None:
     """Send the history, final metrics, model, dataset and output files to the MLflow run."""
     run.log_series({k: v for k, v in history.columns.items() if v})
     numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
