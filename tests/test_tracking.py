@@ -183,3 +183,13 @@ def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, 
         mlflow.set_tracking_uri(uri)
         loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
         assert loaded.predict(XOR, verbose=0).shape == (4, 1)
+
+
+def test_prestart_starts_the_helper_only_where_this_process_will_track(monkeypatch):
+    started = []
+    monkeypatch.setattr(tracking_process, "helper", lambda: started.append(True))
+    tracking_process.prestart(["experiment=xor_relu16", "tracking.enabled=false"])
+    tracking_process.prestart(["-m", "hydra/launcher=joblib", "trainer.seed=0,1"])  # jobs run in workers
+    assert started == []
+    tracking_process.prestart(["-m", "experiment=xor_relu16", "trainer.seed=0,1"])
+    assert started == [True]
