@@ -193,3 +193,18 @@ def test_prestart_starts_the_helper_only_where_this_process_will_track(monkeypat
     assert started == []
     tracking_process.prestart(["-m", "experiment=xor_relu16", "trainer.seed=0,1"])
     assert started == [True]
+
+
+def test_the_in_thread_helper_used_on_windows_logs_the_same_run(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    helper = tracking_process.Helper(in_thread=True)
+    monkeypatch.setattr(tracking_process, "_helper", helper)
+    train(make_config("experiment=xor_relu16", "trainer.epochs=50", tracking=True), out=tmp_path / "out")
+    assert helper.thread is not None and helper.process is None
+    client = store(tmp_path)
+    run = only_run(client, "xor_relu16")
+    assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "loss")) == 50
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    assert model.predict(XOR, verbose=0).shape == (4, 1)
+    helper.close()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
@@ -33,19 +35,31 @@ class TrackingError(PipelineError):
 
 
 class Helper:
-    """The helper process and the connection to it; calls are sent without waiting, replies come in order."""
+    """The helper process and the connection to it; calls are sent without waiting, replies come in order.
 
-    def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
+    Where a socket cannot be handed to a child process (Windows), the helper is a thread of this process:
+    same protocol and guarantees, without the overlap.
+    """
+
+    def __init__(self, in_thread: bool = os.name == "nt") -> None:
+        self.pid, self.process, self.thread = os.getpid(), None, None
+        if in_thread:
+            self.connection, theirs = multiprocessing.Pipe()
+            self.thread = threading.Thread(target=serve, args=(theirs,), name="mlflow-helper", daemon=True)
+            self.thread.start()
+            return
+        ours, theirs_socket = socket.socketpair()
         # A session of its own: Ctrl-C in a terminal reaches the training process, which ends the run itself.
-        self.process = subprocess.Popen([sys.executable, "-m", "pipeline.tracking_process", str(theirs.fileno())],
-                                        pass_fds=[theirs.fileno()], start_new_session=True)
-        theirs.close()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.tracking_process", str(theirs_socket.fileno())],
+            pass_fds=[theirs_socket.fileno()], start_new_session=True,
+        )
+        theirs_socket.close()
         self.connection = Connection(ours.detach())
-        self.pid = os.getpid()
 
     def alive(self) -> bool:
-        return self.pid == os.getpid() and not self.connection.closed and self.process.poll() is None
+        running = self.thread.is_alive() if self.thread else self.process.poll() is None
+        return self.pid == os.getpid() and not self.connection.closed and running
 
     def send(self, *message: Any) -> None:
         try:
@@ -149,6 +163,7 @@ def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mappi
 
 
 def one_line(error: BaseException) -> str:
+    """`Type: first line of the message`, as the trainer reports it."""
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:1000]
 
@@ -173,7 +188,7 @@ def serve(connection: Connection) -> None:
             return
         if kind == "start":
             env, kwargs = args
-            for key in [k for k in os.environ if k.startswith("MLFLOW_") or k in PASSED_ENV]:
+            for key in [k for k in os.environ if (k.startswith("MLFLOW_") or k in PASSED_ENV) and k not in env]:
                 del os.environ[key]
             os.environ.update(env)
             try:
