@@ -93,19 +93,25 @@ def test_exception_ends_the_run_failed_with_the_message(make_config, tmp_path, m
     assert run.info.status == "FAILED" and run.data.tags["error"].startswith("diverged at epoch")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, signum):
-    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
+def training_under_way(root: Path) -> subprocess.Popen:
+    """A tracked 2,000,000-epoch XOR run in a subprocess under `root`, returned once its first epochs are done."""
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=root).returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
          "trainer.progress_every=2000", "paths.root=."],
-        cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
     )
     for line in process.stderr:  # wait until training is under way
         if line.startswith("[compiled] epoch"):
             break
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, signum):
+    process = training_under_way(tmp_path)
     process.send_signal(signum)
     _, err = process.communicate(timeout=120)
     assert process.returncode != 0
@@ -131,16 +137,7 @@ def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_pa
 @pytest.mark.slow
 def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
     """SIGKILL gives the trainer no chance to end its run; MLflow's helper process sees it go and ends it."""
-    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
-         "trainer.progress_every=2000", "paths.root=."],
-        cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-    )
-    for line in process.stderr:
-        if line.startswith("[compiled] epoch"):
-            break
+    process = training_under_way(tmp_path)
     process.kill()
     process.wait(timeout=60)
     for _ in range(60):

@@ -104,16 +104,12 @@ class Run:
 
     def log_keras_model(self, model: Any, example: Any) -> str:
         """Log through MLflow's Keras flavour with a signature and an input example; return the model URI."""
-        import numpy as np
-        from mlflow.models import Model, infer_signature
+        from mlflow.models import Model
 
-        example = np.asarray(example, dtype=np.float32)
-        signature = infer_signature(example, np.asarray(model(example, training=False)))
         info = Model.log(
             artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=model,
-            signature=signature, input_example=example,
             validate_serving_input=False,  # a Keras predict call; the tests load the logged model and predict
-            pip_requirements=_model_requirements(),
+            **_keras_model_extras(model, example),
         )
         return info.model_uri
 
@@ -166,22 +162,24 @@ def warm_up_model_logging() -> None:
     import tempfile
 
     import keras
-    import numpy as np
-    from mlflow.models import infer_signature
 
     import pipeline.models  # noqa: F401  (registers the custom loss a saved model may name)
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    example = np.zeros((1, 2), dtype=np.float32)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "model")
-        _save_keras_model(path, model=model, input_example=example, pip_requirements=_model_requirements(),
-                          signature=infer_signature(example, np.asarray(model(example, training=False))))
+        _save_keras_model(path, model=model, **_keras_model_extras(model, [[0.0, 0.0]]))
         keras.saving.load_model(os.path.join(path, "data", "model.keras"))
 
 
-def _model_requirements() -> list[str]:
-    return _pinned("keras", "tensorflow-cpu", "tensorflow", "numpy")
+def _keras_model_extras(model: Any, example: Any) -> dict[str, Any]:
+    """What every logged Keras model carries: input example, inferred signature, pinned requirements."""
+    import numpy as np
+    from mlflow.models import infer_signature
+
+    example = np.asarray(example, dtype=np.float32)
+    return {"input_example": example, "signature": infer_signature(example, np.asarray(model(example, training=False))),
+            "pip_requirements": _pinned("keras", "tensorflow-cpu", "tensorflow", "numpy")}
 
 
 def _pinned(*names: str) -> list[str]:

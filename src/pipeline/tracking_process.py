@@ -27,6 +27,11 @@ RUN_METHODS = frozenset({"log_config", "log_params", "log_metrics", "log_series"
                          "log_keras_model_file", "log_dataset_file", "log_dataset"})  # tracking.Run's methods
 
 
+def passed(key: str) -> bool:
+    """Whether an environment variable travels from the trainer to the helper with each run."""
+    return key.startswith("MLFLOW_") or key in PASSED_ENV
+
+
 class TrackingError(PipelineError):
     """MLflow refused or failed a call of this run."""
 
@@ -144,7 +149,7 @@ class RemoteRun:
 def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any]) -> Iterator[RemoteRun]:
     """A run written by the helper process; ends FINISHED, FAILED or KILLED, never RUNNING."""
     channel = helper()
-    env = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_") or k in PASSED_ENV}
+    env = {k: v for k, v in os.environ.items() if passed(k)}
     channel.send("start", env, {"tracking_cfg": dict(tracking_cfg), "root": str(root), "run_name": run_name,
                                 "tags": {k: str(v) for k, v in tags.items()}})
     run = RemoteRun(channel)
@@ -188,7 +193,7 @@ def serve(connection: Connection) -> None:
             return
         if kind == "start":
             env, kwargs = args
-            for key in [k for k in os.environ if (k.startswith("MLFLOW_") or k in PASSED_ENV) and k not in env]:
+            for key in [k for k in os.environ if passed(k) and k not in env]:
                 del os.environ[key]
             os.environ.update(env)
             try:
