@@ -36,3 +36,12 @@ def test_dvc_repro_generates_every_dataset_then_has_nothing_to_do(tmp_path):
     assert second.returncode == 0 and "Running stage" not in second.stdout
     status = dvc("status", "generate", cwd=tmp_path)
     assert "up to date" in status.stdout
+
+
+def test_a_new_training_run_is_evaluated_into_its_own_mlflow_run():
+    # The numpy engine's weights file is byte-identical from run to run; the run id is what changes.
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert "results/${key}/run.json" in stages["evaluate"]["do"]["deps"]
+    assert "results/${key}/run.json" in stages["train"]["do"]["outs"]

@@ -74,6 +74,36 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
     assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
 
+def test_keras_model_folder_is_the_one_mlflow_keras_writes(tmp_path):
+    import keras
+    import yaml
+    from mlflow.models import Model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.save(tmp_path / "trained.keras")
+    extras = tracking.keras_model_extras(XOR, np.asarray(model(XOR)))
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    theirs.mkdir()  # MLflow 3.17 writes the input example before it makes the folder
+    mlflow.keras.save_model(model, str(theirs), **extras)
+    tracking.save_keras_file(str(ours), str(tmp_path / "trained.keras"), Model(), keras_backend="tensorflow", **extras)
+
+    def files(folder: Path) -> list[str]:
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+    def mlmodel(folder: Path) -> dict:
+        described = yaml.safe_load((folder / "MLmodel").read_text())
+        assert described.pop("model_size_bytes") > 0
+        return {k: v for k, v in described.items() if k not in ("utc_time_created", "model_uuid")}
+
+    assert files(ours) == files(theirs)
+    for name in set(files(ours)) - {"MLmodel", "data/model.keras"}:
+        assert (ours / name).read_text() == (theirs / name).read_text(), name
+    assert mlmodel(ours) == mlmodel(theirs)
+    assert (ours / "data/model.keras").read_bytes() == (tmp_path / "trained.keras").read_bytes()
+    np.testing.assert_array_equal(mlflow.keras.load_model(str(ours)).predict(XOR, verbose=0), model.predict(XOR, verbose=0))
+
+
 def test_numpy_engine_logs_its_weights_file(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     train(make_config("experiment=xor_bias_numpy", "trainer.epochs=10", tracking=True), out=tmp_path / "out")
@@ -94,17 +124,26 @@ def test_exception_ends_the_run_failed_with_the_message(make_config, tmp_path, m
 
 
 def training_under_way(root: Path) -> subprocess.Popen:
-    """A tracked 2,000,000-epoch XOR run in a subprocess under `root`, returned once its first epochs are done."""
+    """A tracked 2,000,000-epoch XOR run in a subprocess under `root`, returned once it trains and its run has started."""
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=root).returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
-         "trainer.progress_every=2000", "paths.root=."],
-        cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-    )
+    # pytest run as a background job ignores SIGINT, and a child would inherit that; a handler is not inherited.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
+             "trainer.progress_every=2000", "paths.root=."],
+            cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for line in process.stderr:  # wait until training is under way
         if line.startswith("[compiled] epoch"):
             break
+    for _ in range(600):  # and the run has started: the store is created, its config logged
+        if list(root.glob("mlartifacts/**/config.yaml")):
+            break
+        time.sleep(0.1)
     return process
 
 

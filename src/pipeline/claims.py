@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from pipeline import convergence, files
-from pipeline.cli import compose_config, raise_on_sigterm, report
+from pipeline.cli import compose_config, raise_on_sigterm, report, skip_final_collection
 from pipeline.errors import ConfigError, PipelineError
 
 KINDS = ("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from")
@@ -225,6 +225,7 @@ def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def main() -> None:
     raise_on_sigterm()
+    skip_final_collection()
     try:
         cfg = OmegaConf.to_container(compose_config(sys.argv[1:], config_name="claims"), resolve=True)
         run(cfg)

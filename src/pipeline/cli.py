@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import signal
 import sys
 import types
@@ -52,6 +54,13 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def skip_final_collection() -> None:
+    """At exit, spare the cycle collector's walk over TensorFlow's objects: about 1 s of every command."""
+    # Safe because every output is written and closed before exit; frozen objects are only left uncollected.
+    atexit.unregister(gc.freeze)  # once per process, however many jobs it runs
+    atexit.register(gc.freeze)
+
+
 def report(error: PipelineError) -> None:
     """Print a user error as one line on stderr and exit non-zero."""
     print(f"error: {error}", file=sys.stderr)
@@ -88,6 +97,7 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
 
     @functools.wraps(task)
     def guarded(cfg: DictConfig) -> Any:
+        skip_final_collection()  # also in launcher workers (joblib, Ray), whose exit ends a parallel sweep
         try:
             return task(cfg)
         except PipelineError as error:
@@ -100,6 +110,7 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
 
     def main() -> None:
         raise_on_sigterm()
+        skip_final_collection()
         args = sys.argv[1:]
         try:
             check_overrides(args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import subprocess
 import time
 import types
@@ -102,24 +103,19 @@ class Run:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
-    def log_keras_model(self, model: Any, example: Any) -> str:
-        """Log through MLflow's Keras flavour with a signature and an input example; return the model URI."""
+    def log_keras_model_file(self, path: str | Path, example: Any, output: Any, backend: str) -> str:
+        """Log a saved `.keras` file as MLflow's Keras flavour, with signature and input example; return its URI.
+
+        `output` is the model's prediction for `example` (for the signature); `backend` is Keras's backend.
+        """
         from mlflow.models import Model
 
         info = Model.log(
-            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=model,
-            validate_serving_input=False,  # a Keras predict call; the tests load the logged model and predict
-            **_keras_model_extras(model, example),
+            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=str(path),
+            keras_backend=backend, validate_serving_input=False,  # a Keras predict call; tests load the model and predict
+            **keras_model_extras(example, output),
         )
         return info.model_uri
-
-    def log_keras_model_file(self, path: str | Path, example: Any) -> str:
-        """Load a saved `.keras` file and log it as `log_keras_model` does; return the model URI."""
-        import keras
-
-        import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
-
-        return self.log_keras_model(keras.saving.load_model(path), example)
 
     def log_dataset_file(self, path: Path, name: str) -> None:
         """Record a dataset CSV as a run input, named `name`, with the first 16 hex digits of its SHA-256."""
@@ -145,40 +141,61 @@ class Run:
                     raise
 
 
-def _save_keras_model(path: str, **kwargs: Any) -> None:
-    # MLflow 3.17's mlflow.keras.save_model writes the input example before creating its folder.
-    os.makedirs(path, exist_ok=True)
-    import mlflow.keras
+def save_keras_file(path: str, model: str, mlflow_model: Any, signature: Any, input_example: Any,
+                    pip_requirements: list[str], keras_backend: str, validate_serving_input: bool = False) -> None:
+    """Write the folder `mlflow.keras.save_model` writes, around the `.keras` file at `model`.
 
-    kwargs.pop("validate_serving_input", None)  # an option of Model.log, not of save_model
-    mlflow.keras.save_model(path=path, **kwargs)
+    By hand because mlflow.keras imports Keras, hence TensorFlow (3 s of CPU), only to save the model again and read
+    Keras's version; tests/test_tracking.py compares this folder with the one mlflow.keras.save_model writes.
+    `validate_serving_input` is Model.log's own option, which it passes on to every flavour.
+    """
+    from importlib import metadata
+
+    import yaml
+    from mlflow import pyfunc
+    from mlflow.models.utils import _save_example
+    from mlflow.utils.environment import _process_pip_requirements, _PythonEnv
+    from mlflow.utils.file_utils import get_total_file_size
+
+    os.makedirs(os.path.join(path, "data"))
+    mlflow_model.signature = signature
+    _save_example(mlflow_model, input_example, path)
+    Path(path, "data", "keras_module.txt").write_text("keras")
+    shutil.copyfile(model, os.path.join(path, "data", "model.keras"))
+    mlflow_model.add_flavor("keras", data="data", keras_version=metadata.version("keras"), keras_backend=keras_backend,
+                            save_exported_model=False)
+    pyfunc.add_to_model(mlflow_model, loader_module="mlflow.keras", conda_env="conda.yaml", python_env="python_env.yaml")
+    mlflow_model.model_size_bytes = get_total_file_size(path)
+    mlflow_model.save(os.path.join(path, "MLmodel"))
+    conda_env, requirements, _constraints = _process_pip_requirements(None, pip_requirements, None)  # exact pins: none
+    Path(path, "conda.yaml").write_text(yaml.safe_dump(conda_env, default_flow_style=False))
+    Path(path, "requirements.txt").write_text("\n".join(requirements))
+    _PythonEnv.current().to_yaml(os.path.join(path, "python_env.yaml"))
 
 
-_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=_save_keras_model)
+_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_keras_file)
 
 
 def warm_up_model_logging() -> None:
-    """Save and reload a one-unit model through MLflow's Keras flavour, so the first real model logs fast."""
+    """Write a model folder once (MLflow's imports, its installed-package scan), so the real model logs fast."""
     import tempfile
 
-    import keras
+    from mlflow.models import Model
 
-    import pipeline.models  # noqa: F401  (registers the custom loss a saved model may name)
-
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "model")
-        _save_keras_model(path, model=model, **_keras_model_extras(model, [[0.0, 0.0]]))
-        keras.saving.load_model(os.path.join(path, "data", "model.keras"))
+        empty = Path(folder, "empty.keras")
+        empty.touch()
+        save_keras_file(os.path.join(folder, "model"), str(empty), Model(), keras_backend="tensorflow",
+                        **keras_model_extras([[0.0, 0.0]], [[0.0]]))
 
 
-def _keras_model_extras(model: Any, example: Any) -> dict[str, Any]:
-    """What every logged Keras model carries: input example, inferred signature, pinned requirements."""
+def keras_model_extras(example: Any, output: Any) -> dict[str, Any]:
+    """What every logged Keras model carries: input example, signature from an output, pinned requirements."""
     import numpy as np
     from mlflow.models import infer_signature
 
     example = np.asarray(example, dtype=np.float32)
-    return {"input_example": example, "signature": infer_signature(example, np.asarray(model(example, training=False))),
+    return {"input_example": example, "signature": infer_signature(example, np.asarray(output, dtype=np.float32)),
             "pip_requirements": _pinned("keras", "tensorflow-cpu", "tensorflow", "numpy")}
 
 

@@ -1,4 +1,4 @@
-"""MLflow runs written by a helper process, so importing MLflow and Keras and opening the store overlap training.
+"""MLflow runs written by a helper process, so importing MLflow and opening the store overlap training.
 
 Hand-written because MLflow's asynchronous logging is a thread of the training process: importing MLflow and
 opening the SQLite store (about 1.7 s) would still hold that process's interpreter while TensorFlow imports.
@@ -179,11 +179,11 @@ def serve(connection: Connection) -> None:
 
     from pipeline import tracking
 
-    run, error, keras_loaded = None, None, False
+    run, error, warmed_up = None, None, False
     while True:
-        if run is not None and not keras_loaded and not connection.poll(0):
+        if run is not None and not warmed_up and not connection.poll(0):
             tracking.warm_up_model_logging()  # while the trainer trains: its model comes last
-            keras_loaded = True
+            warmed_up = True
             continue
         try:
             kind, *args = connection.recv()

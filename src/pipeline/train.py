@@ -156,7 +156,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         model_path = save_outputs(out, model, history, metrics, timing)
         files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(out)})
         if run:
-            log_run(run, plain, dataset, csv, model_path, history, metrics, timing)
+            log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
     return metrics
 
@@ -179,14 +179,18 @@ def tracked_run(cfg: DictConfig) -> Iterator[Any]:
         yield run
 
 
-def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model_path: Path,
+def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model: Any, model_path: Path,
             history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> None:
     """Send the history, final metrics, model, dataset and output files to the MLflow run."""
     run.log_series({k: v for k, v in history.columns.items() if v})
     numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     run.log_metrics(numeric, step=history.epochs_run)
     if model_path.suffix == ".keras":
-        run.log_keras_model_file(model_path, dataset.x_train[:4])
+        import keras
+
+        example = dataset.x_train[:4]
+        output = np.asarray(model(example, training=False))
+        run.log_keras_model_file(model_path, example, output, keras.backend.backend())
     else:
         run.log_artifact(model_path, "model")
     run.log_dataset_file(data_file, cfg["dataset"]["name"])
