@@ -105,3 +105,12 @@ def test_a_good_override_passes_the_checks(workdir):
 
     train.check(compose_config(workdir, "loss=binary_crossentropy", "loss.from_logits=true",
                                "model.output.activation=linear"))
+
+
+def test_hydra_flags_and_their_values_are_not_taken_for_overrides():
+    from pipeline.cli import check_overrides
+    from pipeline.errors import ConfigError
+
+    check_overrides(["experiment=xor_relu16", "--cfg", "hydra", "-p", "hydra.launcher", "--config-name", "config"])
+    with pytest.raises(ConfigError, match="dataset"):
+        check_overrides(["--cfg", "job", "dataset=nope"])

@@ -33,8 +33,10 @@ def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
 
 def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Raise ConfigError for a group override naming an option that does not exist (e.g. dataset=foo)."""
+    from hydra._internal.utils import get_args_parser  # Hydra's own command line: `--cfg job`, `-p key`, ...
+
     options = group_options(conf_dir)
-    overrides = [a for a in args if not a.startswith("-")]
+    overrides = get_args_parser().parse_known_args(args)[0].overrides
     for override in OverridesParser.create().parse_overrides(overrides):
         group = override.key_or_group
         if group not in options or override.is_delete():

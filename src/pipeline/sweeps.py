@@ -83,7 +83,9 @@ class SweepCallback(Callback):
         ]
         table = pd.DataFrame(rows)
         self.client.log_text(self.run_id, table.to_csv(index=False), "summary.csv")
-        ranked = table.dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
+        # Only finished children rank: a Ray task whose worker died is rerun, its first attempt left KILLED.
+        finished = table[table["status"] == "FINISHED"] if len(table) else table
+        ranked = finished.dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
         if not ranked.empty:
             best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
             self.client.log_batch(self.run_id, metrics=[Metric(f"best_{self.metric}", float(best[self.metric]),
@@ -91,8 +93,8 @@ class SweepCallback(Callback):
                                   tags=[RunTag("best_run_id", best["run_id"])])
             self.client.set_tag(best["run_id"], "best_in_sweep", "true")
         self.client.log_batch(self.run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
-        if len(self.swept) >= 2 and self.metric in table and table[self.metric].notna().any():
-            self.client.log_figure(self.run_id, sweep_heatmap(table, self.swept[0], self.swept[1], self.metric),
+        if len(self.swept) >= 2 and not ranked.empty:
+            self.client.log_figure(self.run_id, sweep_heatmap(ranked, self.swept[0], self.swept[1], self.metric),
                                    "sweep_heatmap.png")
 
     def log_search_result(self) -> None:
