@@ -19,15 +19,16 @@ def weights(folder):
     return keras.saving.load_model(folder / "model.keras", safe_mode=True).get_weights()
 
 
-def run_twice(tmp_path, *args):
-    """Run `python -m pipeline.train args` in two fresh folders; return the two job folders lists."""
+def run_twice(tmp_path, *args, second_env: dict | None = None):
+    """Run `python -m pipeline.train args` in two fresh folders, the second with `second_env`; return their job folders."""
     outputs = []
     for side in ("a", "b"):
         root = tmp_path / side
         root.mkdir()
         for dataset in ("xor", "xor_bias", "circles"):
             assert run_cli("generate", f"dataset={dataset}", "paths.root=.", cwd=root).returncode == 0
-        result = run_cli("train", *args, "tracking.enabled=false", "paths.root=.", cwd=root, timeout=900)
+        env = second_env if side == "b" else None
+        result = run_cli("train", *args, "tracking.enabled=false", "paths.root=.", cwd=root, env=env, timeout=900)
         assert result.returncode == 0, result.stderr[-2000:]
         outputs.append(sorted((p.parent for p in root.rglob("metrics.json")), key=lambda p: str(p.relative_to(root))))
     return outputs
@@ -52,4 +53,13 @@ def test_every_named_experiment_is_bitwise_reproducible_across_processes(tmp_pat
 @pytest.mark.slow
 def test_fit_engine_with_shuffled_minibatches_is_reproducible_across_processes(tmp_path):
     first, second = run_twice(tmp_path, "experiment=circles_tanh4", "trainer.engine=fit", "trainer.epochs=3")
+    assert_identical(first, second)
+
+
+@pytest.mark.slow
+def test_one_tensorflow_thread_gives_the_same_numbers(tmp_path):
+    # What a job of a parallel sweep gets (sweeps.ThreadsPerJob) must not change its results.
+    first, second = run_twice(tmp_path, "-m", "experiment=xor_relu16,circles_tanh4", "trainer.engine=compiled,fit",
+                              "trainer.epochs=200", second_env={"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})
+    assert len(first) == 4
     assert_identical(first, second)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import run_sweep
@@ -55,3 +57,29 @@ def test_cluster_launcher_presets_compose_onto_the_plugins_configs(launcher, tar
     else:
         assert cfg.hydra.launcher.cpus_per_task == 2 and cfg.hydra.launcher.timeout_min == 30
     assert cfg.tracking.uri.startswith("http://127.0.0.1")
+
+
+@pytest.mark.parametrize(("overrides", "cores", "threads"), [
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2, "1"),
+    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 8, "4"),
+    (["hydra/launcher=joblib"], 8, "1"),  # n_jobs=-1: a worker per core
+    (["hydra/launcher=ray_cluster", "hydra.launcher.ray.remote.num_cpus=2"], 8, "2"),
+    ([], 2, None),  # the basic launcher runs one job at a time: TensorFlow's own default
+])
+def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, monkeypatch):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pipeline.cli import CONF_DIR
+    from pipeline.sweeps import ThreadsPerJob
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    (callback,) = [c for c in cfg.hydra.callbacks.values() if c._target_.endswith("ThreadsPerJob")]
+    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    ThreadsPerJob().on_job_start(cfg)
+    assert os.environ.get("TF_NUM_INTRAOP_THREADS") == threads == os.environ.get("TF_NUM_INTEROP_THREADS")

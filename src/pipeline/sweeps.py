@@ -116,6 +116,34 @@ class SweepCallback(Callback):
                 self.client.set_terminated(self.run_id, status)
 
 
+class ThreadsPerJob(Callback):
+    """Hydra callback: each job of a parallel launcher gets its share of the cores for TensorFlow's thread pools.
+
+    TensorFlow sizes its pools to every core, so 2 joblib workers on 2 cores would run 2 pools each and slow
+    each other down (tests/test_sweeps.py checks the numbers do not change: these nets' ops split no sums).
+    """
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        threads = job_threads(config.hydra.launcher, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                              else os.cpu_count() or 1)
+        if threads is not None:  # read when TensorFlow starts, i.e. at this worker's first job; a user's value wins
+            os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+            os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
+
+
+def job_threads(launcher: Any, cores: int) -> int | None:
+    """Threads per job under `launcher`: cores / joblib's n_jobs, a Ray task's num_cpus; None when jobs run one at a time."""
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        n_jobs = launcher.get("n_jobs") or -1
+        workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib's rule: -1 is every core
+        return max(1, cores // workers)
+    if target.endswith("RayLauncher"):
+        cpus = (launcher.get("ray", {}).get("remote") or {}).get("num_cpus")
+        return max(1, int(cpus)) if cpus else None
+    return None
+
+
 def sweep_heatmap(table: Any, rows: str, columns: str, metric: str) -> Any:
     """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
     import numpy as np
