@@ -1,6 +1,6 @@
 """A 24-job XOR grid (4 widths x 3 learning rates x 2 seeds, tracked) run sequentially in one process, with
 joblib on 2 workers and on a local 2-CPU Ray cluster; per-job overhead beyond training. Three job sizes: 1000
-epochs of the compiled engine (~0.3 s of training), 200 epochs of Keras's model.fit (~5 s, the tutorials' loop),
+epochs of the compiled engine (under a second of training), 200 epochs of Keras's model.fit (~5 s, the tutorials' loop),
 and 1000 seeds per job in one graph (trainer.replicates, ~2.5 s: a convergence distribution per grid cell).
 
 Run: python3 tools/uv.py run python bench/sweeps.py   (writes bench/sweeps.md)
@@ -91,14 +91,20 @@ are not counted; overhead beyond training = that minus the mean training seconds
 tracking, Hydra's job setup; with 2 workers the wall is shared by both). The Ray cluster is started
 beforehand (`ray start --head`, not timed); the sweep joins it by address.
 
-Why 2 workers do not reach 2x on these 2 cores: a compiled job trains for ~0.3 s, less than what a
-second worker costs to start (importing TensorFlow, Hydra's job setup, its own tracking helper); a lone
-`model.fit` job already keeps ~1.4 cores busy (TensorFlow's threads: pinned to one core with `taskset`
-it trains in 6.8 s instead of 4.7 s), so two at once share what one used. 1000-replicate jobs come
-closest: 1.47x for the sweep, 1.66x per extra job. Compiled training loops run side by side at full
-speed (two 20000-epoch compiled runs at once: 1.61 s each; alone: 1.68 s); what holds these jobs back
-is their Python part (building 1000 seeds' weights, writing outputs) and the fixed start-up. For many
-seeds of one tiny net, `trainer.replicates` in one process beats any launcher (`bench/replicates.md`).""",
+Jobs of a parallel launcher get their share of the cores for TensorFlow's thread pools
+(`sweeps.ThreadsPerJob`: 1 thread each for 2 joblib workers or Ray tasks of 1 CPU on 2 cores; same
+numbers, tested). Without it each worker sized its pools to both cores and they slowed each other down:
+on the 1000-replicate grid joblib went from 1.58x to 1.64x in a side run, and `model.fit` jobs from 1.33x
+(last table) to 1.53x. This machine ran about 3x slower on this date than on the day of the last table
+(a 20000-epoch compiled run: 5.3 s, then 1.68 s), so the seconds here are not comparable with it and
+the sequential per-job overhead of compiled jobs reads 1.17 s (0.49 s then).
+
+Why 2 workers do not reach 2x on these 2 cores: a compiled job trains for about a second, less than
+what a second worker costs to start (importing TensorFlow, Hydra's job setup, its own tracking helper);
+`model.fit` jobs share the cores with their Python loop and callbacks. 1000-replicate jobs come closest
+(1.77x): their Python part (building 1000 seeds' weights, the convergence table, outputs) and the
+training both run side by side. For many seeds of one tiny net, `trainer.replicates` in one process
+beats any launcher (`bench/replicates.md`).""",
     )
 
 

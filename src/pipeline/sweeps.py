@@ -1,4 +1,4 @@
-"""Hydra sweeps in MLflow: a parent run per multirun, its jobs as children, a summary table and heatmap."""
+"""Hydra sweeps in MLflow: a parent run per multirun, its jobs as children, a summary table and heatmap; thread shares."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ class ThreadsPerJob(Callback):
     """Hydra callback: each job of a parallel launcher gets its share of the cores for TensorFlow's thread pools.
 
     TensorFlow sizes its pools to every core, so 2 joblib workers on 2 cores would run 2 pools each and slow
-    each other down (tests/test_sweeps.py checks the numbers do not change: these nets' ops split no sums).
+    each other down (tests/test_determinism.py checks that one thread gives the same numbers).
     """
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
