@@ -76,18 +76,20 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
 
 
 def jobs_and_dead_attempts(children: list, expected: int = 0) -> tuple[list, list]:
-    """The FINISHED children, and the KILLED first attempts of jobs Ray reran because their worker died.
+    """The FINISHED children, and the first attempts of jobs Ray reran because their worker died.
 
-    On a loaded 2-core machine Ray can lose a worker (CI did once); it reruns the task, as it should, and
-    the dead attempt's run must read KILLED, never RUNNING.
+    A worker that dies (killed, or exiting after a job's one-line error) makes Ray rerun its task, as it
+    should; the dead attempt's run must read KILLED or FAILED with its reason, never RUNNING. CI saw a FAILED
+    first attempt twice on 2 cores; the warning says why, for the record.
     """
     finished = [c for c in children if c.info.status == "FINISHED"]
     dead = [c for c in children if c.info.status != "FINISHED"]
-    for attempt in dead:
-        assert attempt.info.status == "KILLED", attempt.info
-        assert attempt.data.tags["error"] == "the training process ended without ending its run"
+    for attempt in dead:  # ended, with the reason, and its job rerun to the end
+        assert attempt.info.status in ("KILLED", "FAILED") and attempt.data.tags.get("error"), attempt.info
+        assert attempt.data.params["trainer.seed"] in {c.data.params["trainer.seed"] for c in finished}
     if len(dead) > expected:
-        warnings.warn(f"Ray reran {len(dead)} job(s) whose worker died", stacklevel=2)
+        reasons = "; ".join(f"{a.info.status}: {a.data.tags['error'][:300]}" for a in dead)
+        warnings.warn(f"Ray reran {len(dead)} job(s): {reasons}", stacklevel=2)
     return finished, dead
 
 
@@ -147,6 +149,8 @@ def test_a_job_whose_ray_worker_dies_is_rerun_and_its_first_attempt_ends_killed(
     assert parent.info.status == "FINISHED"
     finished, dead = jobs_and_dead_attempts([r for r in runs if r is not parent], expected=1)
     assert len(dead) == 1 and dead[0].data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert dead[0].info.status == "KILLED"
+    assert dead[0].data.tags["error"] == "the training process ended without ending its run"
     assert sorted(c.data.params["trainer.seed"] for c in finished) == ["0", "1"]
     summary = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))
     statuses = sorted(row["status"] for row in csv.DictReader(Path(summary).read_text().splitlines()))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -244,3 +245,22 @@ def test_the_in_thread_helper_used_on_windows_logs_the_same_run(make_config, tmp
     model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
     assert model.predict(XOR, verbose=0).shape == (4, 1)
     helper.close()
+
+
+def test_a_dataset_inserted_at_once_by_another_job_is_reused(monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    calls = []
+
+    def log_input(dataset, context):
+        calls.append(context)
+        if len(calls) == 1:  # what a tracking server on PostgreSQL answers when another job won the race
+            raise MlflowException('duplicate key value violates unique constraint "datasets_pk"')
+
+    monkeypatch.setattr(mlflow, "log_input", log_input)
+    run = tracking.Run(None, "run-id")
+    run.log_dataset(pd.DataFrame({"x": [0.0], "label": [1]}), "xor", "data/xor.csv", "0" * 16)
+    assert calls == ["training", "training"]
+    monkeypatch.setattr(mlflow, "log_input", lambda dataset, context: (_ for _ in ()).throw(MlflowException("denied")))
+    with pytest.raises(MlflowException, match="denied"):
+        run.log_dataset(pd.DataFrame({"x": [0.0], "label": [1]}), "xor", "data/xor.csv", "0" * 16)

@@ -136,8 +136,9 @@ class Run:
                 mlflow.log_input(dataset, context="training")  # the run is the fluent API's active run
                 return
             except MlflowException as error:
-                # Parallel jobs may insert the same dataset at once; MLflow reuses it on the next try.
-                if "UNIQUE constraint" not in str(error) or attempt == 2:
+                # Parallel jobs may insert the same dataset at once (SQLite: "UNIQUE constraint failed", PostgreSQL:
+                # "duplicate key value violates unique constraint"); MLflow reuses it on the next try.
+                if "unique constraint" not in str(error).lower() or attempt == 2:
                     raise
 
 
