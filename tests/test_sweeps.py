@@ -36,19 +36,26 @@ def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path)
     assert best_value == pytest.approx(min(c.data.metrics["train_loss"] for c in children), rel=1e-6)
 
 
-@pytest.mark.parametrize(("launcher", "target"), [("ray_cluster", "ray_launcher.RayLauncher"),
-                                                  ("slurm", "submitit_launcher.SlurmLauncher")])
-def test_cluster_launcher_presets_compose_onto_the_plugins_configs(launcher, target, monkeypatch):
+def with_hydra_config(*overrides: str):
+    """The real config composed with `overrides`, with its `hydra` node (launcher, callbacks)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from pipeline.cli import CONF_DIR
 
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            return compose("config", overrides=list(overrides), return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+@pytest.mark.parametrize(("launcher", "target"), [("ray_cluster", "ray_launcher.RayLauncher"),
+                                                  ("slurm", "submitit_launcher.SlurmLauncher")])
+def test_cluster_launcher_presets_compose_onto_the_plugins_configs(launcher, target, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=[f"hydra/launcher={launcher}", "tracking=server"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = with_hydra_config(f"hydra/launcher={launcher}", "tracking=server")
     assert cfg.hydra.launcher._target_.endswith(target)
     if launcher == "ray_cluster":
         assert cfg.hydra.launcher.ray.init.address == "10.0.0.5:6379"
@@ -67,16 +74,9 @@ def test_cluster_launcher_presets_compose_onto_the_plugins_configs(launcher, tar
     ([], 2, None),  # the basic launcher runs one job at a time: TensorFlow's own default
 ])
 def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, monkeypatch):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from pipeline.cli import CONF_DIR
     from pipeline.sweeps import ThreadsPerJob
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = with_hydra_config(*overrides)
     (callback,) = [c for c in cfg.hydra.callbacks.values() if c._target_.endswith("ThreadsPerJob")]
     for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         monkeypatch.delenv(key, raising=False)

@@ -257,10 +257,13 @@ def test_a_dataset_inserted_at_once_by_another_job_is_reused(monkeypatch):
         if len(calls) == 1:  # what a tracking server on PostgreSQL answers when another job won the race
             raise MlflowException('duplicate key value violates unique constraint "datasets_pk"')
 
+    def refuse(dataset, context):
+        raise MlflowException("denied")
+
+    run, frame = tracking.Run(None, "run-id"), pd.DataFrame({"x": [0.0], "label": [1]})
     monkeypatch.setattr(mlflow, "log_input", log_input)
-    run = tracking.Run(None, "run-id")
-    run.log_dataset(pd.DataFrame({"x": [0.0], "label": [1]}), "xor", "data/xor.csv", "0" * 16)
+    run.log_dataset(frame, "xor", "data/xor.csv", "0" * 16)
     assert calls == ["training", "training"]
-    monkeypatch.setattr(mlflow, "log_input", lambda dataset, context: (_ for _ in ()).throw(MlflowException("denied")))
+    monkeypatch.setattr(mlflow, "log_input", refuse)  # any other refusal is not retried
     with pytest.raises(MlflowException, match="denied"):
-        run.log_dataset(pd.DataFrame({"x": [0.0], "label": [1]}), "xor", "data/xor.csv", "0" * 16)
+        run.log_dataset(frame, "xor", "data/xor.csv", "0" * 16)

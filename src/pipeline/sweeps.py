@@ -84,8 +84,7 @@ class SweepCallback(Callback):
         table = pd.DataFrame(rows)
         self.client.log_text(self.run_id, table.to_csv(index=False), "summary.csv")
         # Only finished children rank: a Ray task whose worker died is rerun, its first attempt left KILLED.
-        finished = table[table["status"] == "FINISHED"] if len(table) else table
-        ranked = finished.dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
+        ranked = table[table["status"] == "FINISHED"].dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
         if not ranked.empty:
             best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
             self.client.log_batch(self.run_id, metrics=[Metric(f"best_{self.metric}", float(best[self.metric]),
