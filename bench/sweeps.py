@@ -89,22 +89,29 @@ runs in the SQLite store; the Ray workers are on this machine, so they share it)
 evaluation pictures. Wall per extra job = (24-job wall - 1-job wall) / 23, so process start-up and imports
 are not counted; overhead beyond training = that minus the mean training seconds (model build, outputs,
 tracking, Hydra's job setup; with 2 workers the wall is shared by both). The Ray cluster is started
-beforehand (`ray start --head`, not timed); the sweep joins it by address.
+beforehand (`ray start --head`, not timed); the sweep joins it by address. Training includes Keras's and
+autograph's tracing of each job's new model (most of a 1000-epoch compiled job's 0.8 s).
+
+A job of a sequential sweep no longer waits for its tracking helper to log its run (per-epoch history,
+model): the next job trains meanwhile and the sweep's end waits for the last. Against the table taken earlier
+the same day on this machine, the sequential overhead per job fell from 1.17 to 0.62 s (compiled), 0.89
+to 0.66 s (`model.fit`) and 5.67 to 4.51 s (replicates). What is left of it here: Hydra composes each
+job's config twice (its basic sweeper validates every job before launching them, the launcher composes
+it again), 0.19 s each on this machine; model build, final metrics, outputs and Hydra's job folder,
+about 0.15 s. Parallel workers gain nothing from the change (their cores are already busy), so the
+speed-ups read lower for short jobs: compiled jobs of 0.8 s now run faster in one process than on 2 workers.
 
 Jobs of a parallel launcher get their share of the cores for TensorFlow's thread pools
 (`sweeps.ThreadsPerJob`: 1 thread each for 2 joblib workers or Ray tasks of 1 CPU on 2 cores; same
-numbers, tested). Without it each worker sized its pools to both cores and they slowed each other down:
-on the 1000-replicate grid joblib went from 1.58x to 1.64x in a side run, and `model.fit` jobs from 1.33x
-(last table) to 1.53x. This machine ran about 3x slower on this date than on the day of the last table
-(a 20000-epoch compiled run: 5.3 s, then 1.68 s), so the seconds here are not comparable with it and
-the sequential per-job overhead of compiled jobs reads 1.17 s (0.49 s then).
+numbers, tested). This machine ran about 3x slower on this date than on the day before (a 20000-epoch
+compiled run: 5.3 s, then 1.68 s), so these seconds are not comparable with tables of other days.
 
-Why 2 workers do not reach 2x on these 2 cores: a compiled job trains for about a second, less than
-what a second worker costs to start (importing TensorFlow, Hydra's job setup, its own tracking helper);
-`model.fit` jobs share the cores with their Python loop and callbacks. 1000-replicate jobs come closest
-(1.77x): their Python part (building 1000 seeds' weights, the convergence table, outputs) and the
-training both run side by side. For many seeds of one tiny net, `trainer.replicates` in one process
-beats any launcher (`bench/replicates.md`).""",
+Why 2 workers do not reach 2x on these 2 cores: the same `model.fit` training takes 9.6 s alone and
+11.5-11.8 s each with two at once (1 TensorFlow thread each, no tracking), so even work that splits
+perfectly gains at most about 1.65x here. A worker's start (importing TensorFlow, its own tracking
+helper) comes on top, and in a sequential sweep the second core already does the helper's logging,
+which 2 workers must fit beside their training. For many seeds of one tiny net, `trainer.replicates`
+in one process beats any launcher (`bench/replicates.md`).""",
     )
 
 

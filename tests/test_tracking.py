@@ -174,6 +174,33 @@ def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_pa
     assert run.data.metrics == {"x": 1.0}
 
 
+def test_a_run_ended_without_waiting_ends_once_settled_and_its_failure_fails_the_next_run(tmp_path, monkeypatch):
+    """What a sequential sweep's jobs do: each job goes on while the helper logs its run."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = {"uri": None, "experiment_name": "later"}
+    with tracking_process.start(cfg, str(tmp_path), "first", {}, wait_at_end=False) as run:
+        run.log_series({"loss": [0.5, 0.25]})
+    tracking_process.settle()
+    first = only_run(store(tmp_path), "later")
+    assert first.info.status == "FINISHED" and first.data.metrics == {"loss": 0.25}
+
+    with tracking_process.start(cfg, str(tmp_path), "broken", {}, wait_at_end=False) as run:
+        run.log_artifact(tmp_path / "missing.csv")  # no error yet: the job did not wait
+    with (pytest.raises(tracking_process.TrackingError, match=r"^tracking: run broken: log_artifact: .*missing\.csv"),
+          tracking_process.start(cfg, str(tmp_path), "next", {}) as run):
+        run.log_metrics({"x": 1.0})
+        assert run.run_id  # the first wait for the helper
+    runs = {r.info.run_name: r for r in store(tmp_path).search_runs([first.info.experiment_id])}
+    assert runs["broken"].info.status == "FAILED" and "missing.csv" in runs["broken"].data.tags["error"]
+    assert runs["next"].info.status == "FAILED" and "run broken" in runs["next"].data.tags["error"]
+
+    with tracking_process.start(cfg, str(tmp_path), "last", {}, wait_at_end=False) as run:
+        run.log_artifact(tmp_path / "missing.csv")
+    with pytest.raises(tracking_process.TrackingError, match=r"^tracking: run last: log_artifact"):
+        tracking_process.raise_late_error()  # what the command does when its sweep is over
+    tracking_process.raise_late_error()  # raised once
+
+
 @pytest.mark.slow
 def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
     """SIGKILL gives the trainer no chance to end its run; MLflow's helper process sees it go and ends it."""

@@ -61,6 +61,9 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if self.run_id is None:
             return
+        from pipeline import tracking_process
+
+        tracking_process.settle()  # the last in-process job's run is ended (its error is the command's to raise)
         try:
             self.log_summary()
             self.log_search_result()

@@ -48,6 +48,8 @@ class Helper:
 
     def __init__(self, in_thread: bool = os.name == "nt") -> None:
         self.pid, self.process, self.thread = os.getpid(), None, None
+        self.unsettled: str | None = None  # a run ended without waiting for the helper (see RemoteRun.end)
+        self.late_error: str | None = None  # what its logging failed on; the next run or the command raises it
         if in_thread:
             self.connection, theirs = multiprocessing.Pipe()
             self.thread = threading.Thread(target=serve, args=(theirs,), name="mlflow-helper", daemon=True)
@@ -74,6 +76,8 @@ class Helper:
 
     def reply(self, kind: str) -> tuple[Any, ...]:
         """The next reply, which must be of `kind` ('started' or 'ended')."""
+        if kind == "started":
+            self.settle()  # replies come in order: that of a run ended without waiting comes first
         try:
             received, *values = self.connection.recv()
         except (EOFError, OSError):
@@ -83,6 +87,23 @@ class Helper:
             raise
         assert received == kind, (received, kind)
         return tuple(values)
+
+    def settle(self) -> None:
+        """Wait until the helper has ended the run ended without waiting; keep its error as `late_error`."""
+        if self.unsettled is None:
+            return
+        name, self.unsettled = self.unsettled, None
+        (error,) = self.reply("ended")
+        if error:
+            self.late_error = f"run {name}: {error}"
+
+    def raise_late_error(self, wait: bool = True) -> None:
+        """Raise TrackingError if the run ended without waiting failed to log; `wait`: settle first."""
+        if wait:
+            self.settle()
+        if self.late_error:
+            error, self.late_error = self.late_error, None
+            raise TrackingError(error)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -101,6 +122,18 @@ def helper() -> Helper:
     return _helper
 
 
+def settle() -> None:
+    """Wait until every run this process ended has been logged and ended (a no-op without a helper)."""
+    if _helper is not None and _helper.alive():
+        _helper.settle()
+
+
+def raise_late_error() -> None:
+    """Settle, and raise TrackingError if a run ended without waiting failed to log (see `start`)."""
+    if _helper is not None and _helper.alive():
+        _helper.raise_late_error()
+
+
 def prestart(argv: list[str]) -> None:
     """Start the helper now, unless this command cannot use it: tracking off, or jobs run by another launcher."""
     if "tracking.enabled=false" not in argv and not any(arg.startswith("hydra/launcher=") for arg in argv):
@@ -110,8 +143,8 @@ def prestart(argv: list[str]) -> None:
 class RemoteRun:
     """A tracking.Run whose calls run in the helper process; errors surface when the run ends."""
 
-    def __init__(self, channel: Helper) -> None:
-        self.channel, self.ended = channel, False
+    def __init__(self, channel: Helper, name: str) -> None:
+        self.channel, self.name, self.ended = channel, name, False
         self._run_id: str | None = None
 
     @property
@@ -125,6 +158,7 @@ class RemoteRun:
                 self.channel.reply("ended")
                 raise TrackingError(error)
             self._run_id = run_id
+            self.channel.raise_late_error()  # settled above; this run then ends FAILED with the reason
         return self._run_id
 
     def __getattr__(self, method: str) -> Any:
@@ -132,27 +166,39 @@ class RemoteRun:
             raise AttributeError(method)
         return lambda *args, **kwargs: self.channel.send("call", method, args, kwargs)
 
-    def end(self, status: str, message: str | None = None) -> None:
-        """End the run and wait until the helper has logged everything; raise TrackingError if a call failed."""
+    def end(self, status: str, message: str | None = None, wait: bool = True) -> None:
+        """End the run and wait until the helper has logged everything; raise TrackingError if a call failed.
+
+        With `wait=False` the helper logs on while this process goes on (the next job of a sequential
+        sweep); `settle` waits for it, and a failed call is raised by the next run or `raise_late_error`.
+        """
         if self.ended:
             return
         self.ended = True
         if self._run_id is None:
             self.channel.reply("started")  # an error there is also in the 'ended' reply
         self.channel.send("end", status, message)
+        if not wait:
+            self.channel.unsettled = self.name
+            return
         (error,) = self.channel.reply("ended")
         if error and status == "FINISHED":
             raise TrackingError(error)
 
 
 @contextlib.contextmanager
-def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any]) -> Iterator[RemoteRun]:
-    """A run written by the helper process; ends FINISHED, FAILED or KILLED, never RUNNING."""
+def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any],
+          wait_at_end: bool = True) -> Iterator[RemoteRun]:
+    """A run written by the helper process; ends FINISHED, FAILED or KILLED, never RUNNING.
+
+    `wait_at_end=False`: a run that finishes does not wait for the helper (see RemoteRun.end); failures still do.
+    """
     channel = helper()
+    channel.raise_late_error(wait=False)  # known already; else the run's id, once read, raises it
     env = {k: v for k, v in os.environ.items() if passed(k)}
     channel.send("start", env, {"tracking_cfg": dict(tracking_cfg), "root": str(root), "run_name": run_name,
                                 "tags": {k: str(v) for k, v in tags.items()}})
-    run = RemoteRun(channel)
+    run = RemoteRun(channel, run_name)
     try:
         yield run
     except KeyboardInterrupt as error:
@@ -164,7 +210,7 @@ def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mappi
             run.end("FAILED", str(error) or type(error).__name__)
         raise
     else:
-        run.end("FINISHED")
+        run.end("FINISHED", wait=wait_at_end)
 
 
 def one_line(error: BaseException) -> str:

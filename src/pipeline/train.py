@@ -129,6 +129,16 @@ def run_name(name: str) -> str:
     return name
 
 
+def more_jobs_in_this_process() -> bool:
+    """Whether this is a job of a multirun whose launcher runs every job in this process (Hydra's basic launcher)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    return str(HydraConfig.get().launcher.get("_target_", "")).endswith(".BasicLauncher")
+
+
 def hydra_overrides() -> list[str]:
     """The command-line overrides of this Hydra job, or [] outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -173,7 +183,9 @@ def tracked_run(cfg: DictConfig) -> Iterator[Any]:
     trainer = plain["trainer"]
     tags = {"engine": trainer["engine"], "seed": trainer["seed"], "replicates": trainer["replicates"],
             "overrides": " ".join(hydra_overrides())}
-    with tracking_process.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags) as run:
+    # The next job of a sequential sweep trains while the helper logs this run (the sweep's end waits for it).
+    with tracking_process.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags,
+                                wait_at_end=not more_jobs_in_this_process()) as run:
         run.log_config({k: v for k, v in plain.items() if k != "paths"})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         yield run
