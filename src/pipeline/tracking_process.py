@@ -97,10 +97,8 @@ class Helper:
         if error:
             self.late_error = f"run {name}: {error}"
 
-    def raise_late_error(self, wait: bool = True) -> None:
-        """Raise TrackingError if the run ended without waiting failed to log; `wait`: settle first."""
-        if wait:
-            self.settle()
+    def raise_late_error(self) -> None:
+        """Raise TrackingError if a settled run, ended without waiting, failed to log."""
         if self.late_error:
             error, self.late_error = self.late_error, None
             raise TrackingError(error)
@@ -131,6 +129,7 @@ def settle() -> None:
 def raise_late_error() -> None:
     """Settle, and raise TrackingError if a run ended without waiting failed to log (see `start`)."""
     if _helper is not None and _helper.alive():
+        _helper.settle()
         _helper.raise_late_error()
 
 
@@ -141,7 +140,7 @@ def prestart(argv: list[str]) -> None:
 
 
 class RemoteRun:
-    """A tracking.Run whose calls run in the helper process; errors surface when the run ends."""
+    """A tracking.Run whose calls run in the helper process; errors surface when the run ends (see `end`)."""
 
     def __init__(self, channel: Helper, name: str) -> None:
         self.channel, self.name, self.ended = channel, name, False
@@ -194,7 +193,7 @@ def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mappi
     `wait_at_end=False`: a run that finishes does not wait for the helper (see RemoteRun.end); failures still do.
     """
     channel = helper()
-    channel.raise_late_error(wait=False)  # known already; else the run's id, once read, raises it
+    channel.raise_late_error()  # if settled already; else the run's id, once read, raises it
     env = {k: v for k, v in os.environ.items() if passed(k)}
     channel.send("start", env, {"tracking_cfg": dict(tracking_cfg), "root": str(root), "run_name": run_name,
                                 "tags": {k: str(v) for k, v in tags.items()}})
