@@ -1,8 +1,10 @@
-"""Parallel sweeps: joblib workers against the default SQLite store lose no run and no metric."""
+"""Sweeps: joblib workers against the default SQLite store lose no run and no metric; Optuna; launcher presets;
+the grid sweeper composes each job's config once."""
 
 from __future__ import annotations
 
 import os
+import pickle
 
 import pytest
 
@@ -83,3 +85,75 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
     ThreadsPerJob().on_job_start(cfg)
     assert os.environ.get("TF_NUM_INTRAOP_THREADS") == threads == os.environ.get("TF_NUM_INTEROP_THREADS")
+
+
+def grid_sweep(tmp_path, monkeypatch, arguments: list[str], *overrides: str) -> tuple[list, int]:
+    """Run the configured sweeper over `arguments`, each job recording its config; (configs, compositions)."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext
+
+    from pipeline.cli import CONF_DIR
+
+    compose_job = ConfigLoaderImpl.load_sweep_config
+    compositions = []
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config",
+                        lambda self, *args, **kwargs: compositions.append(1) or compose_job(self, *args, **kwargs))
+    monkeypatch.chdir(tmp_path)
+    jobs = []  # (the job's config, its number)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            cfg = compose("config", return_hydra_config=True, overrides=[
+                "hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.sweep.dir={tmp_path}", *overrides])
+            context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks())
+            sweeper = Plugins.instance().instantiate_sweeper(
+                hydra_context=context, config=cfg, task_function=lambda job: jobs.append((job, HydraConfig.get().job.num)))
+            sweeper.sweep(arguments)
+    finally:
+        GlobalHydra.instance().clear()
+    return jobs, len(compositions)
+
+
+def test_the_grid_sweeper_composes_each_job_once_and_launches_what_it_validated(tmp_path, monkeypatch):
+    jobs, compositions = grid_sweep(tmp_path, monkeypatch, ["model.hidden.0.units=4,8", "trainer.seed=0,1"])
+    assert [(job.model.hidden[0].units, job.trainer.seed, num) for job, num in jobs] == [
+        (4, 0, 0), (4, 1, 1), (8, 0, 2), (8, 1, 3)]
+    assert compositions == 4  # Hydra's basic sweeper: 8 (validation, then the launcher again)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2", "3", "multirun.yaml"]
+
+
+def test_the_grid_sweeper_keeps_at_most_keep_composed_configs(tmp_path, monkeypatch):
+    jobs, compositions = grid_sweep(tmp_path, monkeypatch, ["trainer.seed=0,1,2"], "hydra.sweeper.keep_composed=1")
+    assert [job.trainer.seed for job, _ in jobs] == [0, 1, 2]
+    assert compositions == 3 + 2  # the first job's config was kept; the others composed again at launch
+
+
+def test_the_grid_sweeper_still_fails_before_any_job_when_one_cannot_be_composed(tmp_path, monkeypatch):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="nope"):
+        grid_sweep(tmp_path, monkeypatch, ["dataset=xor,nope"])
+    assert [p.name for p in tmp_path.iterdir()] == ["multirun.yaml"]  # no job ran, not even the first
+
+
+def test_the_grid_sweepers_config_loader_reaches_worker_processes_as_hydras_own():
+    from hydra import initialize_config_dir
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra_plugins.pipeline_sweeper.grid_sweeper import ComposedConfigs
+
+    from pipeline.cli import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
+            shipped = pickle.loads(pickle.dumps(ComposedConfigs(GlobalHydra.instance().config_loader(), keep=10)))
+    finally:
+        GlobalHydra.instance().clear()
+    assert type(shipped) is ConfigLoaderImpl  # joblib's and submitit's workers compose their own jobs with it
+    assert "xor" in shipped.get_group_options("dataset")
