@@ -23,14 +23,21 @@ from pipeline.generate import generate
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compose_config(root: Path, *overrides: str):
-    """The real config composed with `overrides`, its paths under `root`."""
+@contextlib.contextmanager
+def hydra_on_conf() -> Iterator[GlobalHydra]:
+    """Hydra initialized on the real conf/ (compose works inside), cleared before and after."""
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose("config", overrides=[f"paths.root={root}", *overrides])
+            yield GlobalHydra.instance()
     finally:
         GlobalHydra.instance().clear()
+
+
+def compose_config(root: Path, *overrides: str):
+    """The real config composed with `overrides`, its paths under `root`."""
+    with hydra_on_conf():
+        return compose("config", overrides=[f"paths.root={root}", *overrides])
 
 
 @pytest.fixture

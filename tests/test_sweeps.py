@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from conftest import run_sweep
+from conftest import hydra_on_conf, run_sweep
 
 EPOCHS = 150
 
@@ -40,17 +40,10 @@ def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path)
 
 def with_hydra_config(*overrides: str):
     """The real config composed with `overrides`, with its `hydra` node (launcher, callbacks)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose
 
-    from pipeline.cli import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            return compose("config", overrides=list(overrides), return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
+    with hydra_on_conf():
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
 @pytest.mark.parametrize(("launcher", "target"), [("ray_cluster", "ray_launcher.RayLauncher"),
@@ -89,15 +82,12 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
 
 def grid_sweep(tmp_path, monkeypatch, arguments: list[str], *overrides: str) -> tuple[list, int]:
     """Run the configured sweeper over `arguments`, each job recording its config; (configs, compositions)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.plugins import Plugins
     from hydra.types import HydraContext
-
-    from pipeline.cli import CONF_DIR
 
     compose_job = ConfigLoaderImpl.load_sweep_config
     compositions = []
@@ -105,17 +95,13 @@ def grid_sweep(tmp_path, monkeypatch, arguments: list[str], *overrides: str) -> 
                         lambda self, *args, **kwargs: compositions.append(1) or compose_job(self, *args, **kwargs))
     monkeypatch.chdir(tmp_path)
     jobs = []  # (the job's config, its number)
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            cfg = compose("config", return_hydra_config=True, overrides=[
-                "hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.sweep.dir={tmp_path}", *overrides])
-            context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks())
-            sweeper = Plugins.instance().instantiate_sweeper(
-                hydra_context=context, config=cfg, task_function=lambda job: jobs.append((job, HydraConfig.get().job.num)))
-            sweeper.sweep(arguments)
-    finally:
-        GlobalHydra.instance().clear()
+    with hydra_on_conf() as hydra:
+        cfg = compose("config", return_hydra_config=True, overrides=[
+            "hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.sweep.dir={tmp_path}", *overrides])
+        context = HydraContext(config_loader=hydra.config_loader(), callbacks=Callbacks())
+        sweeper = Plugins.instance().instantiate_sweeper(
+            hydra_context=context, config=cfg, task_function=lambda job: jobs.append((job, HydraConfig.get().job.num)))
+        sweeper.sweep(arguments)
     return jobs, len(compositions)
 
 
@@ -142,18 +128,10 @@ def test_the_grid_sweeper_still_fails_before_any_job_when_one_cannot_be_composed
 
 
 def test_the_grid_sweepers_config_loader_reaches_worker_processes_as_hydras_own():
-    from hydra import initialize_config_dir
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.global_hydra import GlobalHydra
     from hydra_plugins.pipeline_sweeper.grid_sweeper import ComposedConfigs
 
-    from pipeline.cli import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-            shipped = pickle.loads(pickle.dumps(ComposedConfigs(GlobalHydra.instance().config_loader(), keep=10)))
-    finally:
-        GlobalHydra.instance().clear()
+    with hydra_on_conf() as hydra:
+        shipped = pickle.loads(pickle.dumps(ComposedConfigs(hydra.config_loader(), keep=10)))
     assert type(shipped) is ConfigLoaderImpl  # joblib's and submitit's workers compose their own jobs with it
     assert "xor" in shipped.get_group_options("dataset")
