@@ -96,14 +96,15 @@ autograph's tracing of each job's new model (most of a 1000-epoch compiled job's
 Each sweep runs twice and the faster run counts (this machine's noise only adds time). A job of a
 sequential sweep does not wait for its tracking helper to log its run (per-epoch history, model): the
 next job trains meanwhile and the sweep's end waits for the last. The default sweeper (`hydra/sweeper=grid`)
-composes each job's config once, where Hydra's basic sweeper composed it twice (its up-front validation of
-every job, then the launcher again), 0.16-0.21 s each on this machine. Against the table taken earlier the
-same day (basic sweeper, one run per sweep), the sequential overhead per job went from 0.62 to 0.47 s
-(compiled), 0.66 to 0.65 s (`model.fit`) and 4.51 to 4.49 s (replicates). Timed inside the process, a
-24-job sweep of 50-epoch `model.fit` jobs spends 0.49 s a job outside training: the one composition
-(0.21 s), model build, final metrics, outputs and logging calls (0.14 s), Hydra's job folder and the
-engine's set-up outside its timed loop (0.14 s); where the `model.fit` row's other 0.16 s a job goes (3.7 s
-of a 282 s sweep) I have not found. A 1000-replicate job's overhead is mostly its own work: Keras's seeded
+reads the config files once per choice of configs: a job that differs from another only in values gets a
+copy of that composition with its values applied (0.014 s), where Hydra's basic sweeper composed every
+job twice (its up-front validation, then the launcher), 0.13-0.21 s each on this machine. A job process
+no longer imports MLflow (the sweep callback it receives leaves its client behind; the tracking helper
+logs its runs) and a sweep's parent no longer imports scikit-learn (1.6 s and 1.4 s here). Against the
+previous table, taken the same day, the sequential overhead per job went from 0.47 to 0.33 s
+(compiled), 0.65 to 0.50 s (`model.fit`) and 4.49 to 4.28 s (replicates); on `model.fit` jobs joblib
+went from 1.46x to 1.64x and Ray from 1.48x to 1.66x, partly because 2 workers slowed each other less in
+this run (see below). A 1000-replicate job's overhead is mostly its own work: Keras's seeded
 initializers called once per copy and weight (2.9 s, so copy r starts where a standalone run with seed
 seed+r does) and the convergence picture (0.95 s).
 
@@ -114,11 +115,11 @@ compiled run: 5.3 s, then 1.68 s), so these seconds are not comparable with tabl
 
 Why 2 workers do not reach 2x on these 2 cores: the same `model.fit` training takes 9.6 s alone and
 11.5-11.8 s each with two at once (1 TensorFlow thread each, no tracking), so even work that splits
-perfectly gains at most about 1.65x here. A worker's start (importing TensorFlow, its own tracking
+perfectly gained at most about 1.65x in that measurement. A worker's start (importing TensorFlow, its own tracking
 helper) comes on top, and in a sequential sweep the second core already does the helper's logging,
-which 2 workers must fit beside their training. In this table a `model.fit` job trained 18% slower on 2
-workers than alone (12.7 s against 10.7 s; 11% in the earlier table, which read 1.61x for joblib), so the
-same grid gained 1.46x. For many seeds of one tiny net, `trainer.replicates` in one process beats any
+which 2 workers must fit beside their training. In this table a `model.fit` job trained 8.5% slower on 2
+workers than alone (12.69 s against 11.70 s; 18% in the previous table, which read 1.46x for joblib). For
+many seeds of one tiny net, `trainer.replicates` in one process beats any
 launcher (`bench/replicates.md`).""",
     )
 

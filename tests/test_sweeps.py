@@ -1,5 +1,5 @@
 """Sweeps: joblib workers against the default SQLite store lose no run and no metric; Optuna; launcher presets;
-the grid sweeper composes each job's config once."""
+the grid sweeper composes the config files once per choice of configs, as Hydra would."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ def grid_sweep(tmp_path, monkeypatch, arguments: list[str], *overrides: str) -> 
     compositions = []
     monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config",
                         lambda self, *args, **kwargs: compositions.append(1) or compose_job(self, *args, **kwargs))
+    tmp_path.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(tmp_path)
     jobs = []  # (the job's config, its number)
     with hydra_on_conf() as hydra:
@@ -105,33 +106,72 @@ def grid_sweep(tmp_path, monkeypatch, arguments: list[str], *overrides: str) -> 
     return jobs, len(compositions)
 
 
-def test_the_grid_sweeper_composes_each_job_once_and_launches_what_it_validated(tmp_path, monkeypatch):
+def test_the_grid_sweeper_composes_the_config_files_once_for_jobs_that_differ_in_values(tmp_path, monkeypatch):
     jobs, compositions = grid_sweep(tmp_path, monkeypatch, ["model.hidden.0.units=4,8", "trainer.seed=0,1"])
     assert [(job.model.hidden[0].units, job.trainer.seed, num) for job, num in jobs] == [
         (4, 0, 0), (4, 1, 1), (8, 0, 2), (8, 1, 3)]
-    assert compositions == 4  # Hydra's basic sweeper: 8 (validation, then the launcher again)
+    assert compositions == 1  # Hydra's basic sweeper: 8 (each job at validation, then again at launch)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2", "3", "multirun.yaml"]
+    assert len({id(job) for job, _ in jobs}) == 4  # each job has a config of its own
 
 
-def test_the_grid_sweeper_keeps_at_most_keep_composed_configs(tmp_path, monkeypatch):
-    jobs, compositions = grid_sweep(tmp_path, monkeypatch, ["trainer.seed=0,1,2"], "hydra.sweeper.keep_composed=1")
-    assert [job.trainer.seed for job, _ in jobs] == [0, 1, 2]
-    assert compositions == 3 + 2  # the first job's config was kept; the others composed again at launch
+def test_the_grid_sweeper_composes_once_per_choice_of_configs_up_to_max_compositions(tmp_path, monkeypatch):
+    grid = ["dataset=xor,xor_noisy", "trainer.seed=0,1"]
+    jobs, compositions = grid_sweep(tmp_path / "all", monkeypatch, grid)
+    assert [(job.dataset.name, job.trainer.seed) for job, _ in jobs] == [
+        ("xor", 0), ("xor", 1), ("xor_noisy", 0), ("xor_noisy", 1)]
+    assert compositions == 2
+    _, compositions = grid_sweep(tmp_path / "one", monkeypatch, grid, "hydra.sweeper.max_compositions=1")
+    assert compositions == 1 + 2 + 2  # xor kept; each xor_noisy job composed at validation and at launch
 
 
 def test_the_grid_sweeper_still_fails_before_any_job_when_one_cannot_be_composed(tmp_path, monkeypatch):
     from hydra.errors import ConfigCompositionException
 
-    with pytest.raises(ConfigCompositionException, match="nope"):
-        grid_sweep(tmp_path, monkeypatch, ["dataset=xor,nope"])
-    assert [p.name for p in tmp_path.iterdir()] == ["multirun.yaml"]  # no job ran, not even the first
+    for folder, bad in (("group", "dataset=xor,nope"), ("value", "trainer.nope=1,2")):
+        with pytest.raises(ConfigCompositionException, match="nope"):
+            grid_sweep(tmp_path / folder, monkeypatch, [bad])
+        assert [p.name for p in (tmp_path / folder).iterdir()] == ["multirun.yaml"]  # no job ran, not even the first
 
 
-def test_the_grid_sweepers_config_loader_reaches_worker_processes_as_hydras_own():
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra_plugins.pipeline_sweeper.grid_sweeper import ComposedConfigs
+JOBS = [  # a job's overrides, as a sweeper hands them to the launcher
+    ["model.hidden.0.units=8", "trainer.seed=3"],
+    ["experiment=xor_relu16", "trainer.engine=fit", "trainer.epochs=7", "model.hidden.0.units=4"],
+    ["dataset=circles", "optimizer=sgd", "optimizer.learning_rate=0.1", "model=mlp"],
+    ["+extra.note=hi", "++trainer.epochs=3", "~model.use_bias", "trainer.seed=1", "trainer.seed=2"],
+    ["dataset={name: xor, test_fraction: 0.0}", "model.hidden=[{units: 3, activation: tanh}]"],
+    ["hydra.job.chdir=true", "hydra/launcher=joblib", "hydra.job.env_copy=[HOME]", "trainer.seed=5"],
+    ["hydra.job.config.override_dirname.exclude_keys=[trainer.seed]", "trainer.seed=5", "trainer.epochs=9"],
+]
+
+
+@pytest.mark.parametrize("master", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "hydra.sweep.dir=x"]])
+def test_a_job_config_from_a_shared_composition_is_the_one_hydra_composes(master):
+    from hydra.types import RunMode
+    from hydra_plugins.pipeline_sweeper.grid_sweeper import JobConfigs
+    from omegaconf import OmegaConf
+
+    def described(config):
+        return OmegaConf.to_yaml(config), OmegaConf.is_struct(config), OmegaConf.is_readonly(config.hydra)
 
     with hydra_on_conf() as hydra:
-        shipped = pickle.loads(pickle.dumps(ComposedConfigs(hydra.config_loader(), keep=10)))
-    assert type(shipped) is ConfigLoaderImpl  # joblib's and submitit's workers compose their own jobs with it
+        loader = hydra.config_loader()
+        master_config = loader.load_configuration("config", master, run_mode=RunMode.MULTIRUN)
+        shared = JobConfigs(loader, max_compositions=100)
+        for job in JOBS + JOBS:  # the second time from kept compositions
+            assert described(shared.load_sweep_config(master_config, job)) == described(
+                loader.load_sweep_config(master_config, job)), job
+
+
+def test_the_grid_sweepers_config_loader_reaches_worker_processes_without_its_compositions():
+    from hydra.types import RunMode
+    from hydra_plugins.pipeline_sweeper.grid_sweeper import JobConfigs
+
+    with hydra_on_conf() as hydra:
+        configs = JobConfigs(hydra.config_loader(), max_compositions=10)
+        master_config = configs.load_configuration("config", [], run_mode=RunMode.MULTIRUN)
+        configs.load_sweep_config(master_config, ["trainer.seed=1"])
+        shipped = pickle.loads(pickle.dumps(configs))
+        assert len(configs.compositions) == 1 and shipped.compositions == {}  # joblib's, submitit's workers compose anew
+        assert shipped.load_sweep_config(master_config, ["trainer.seed=2"]).trainer.seed == 2
     assert "xor" in shipped.get_group_options("dataset")

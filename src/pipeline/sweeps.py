@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 
-from pipeline.tracking import PARENT_RUN_ENV, experiment_for, flatten, git_tags, tracking_uri
+from pipeline.tracking_process import PARENT_RUN_ENV
 
 
 class SweepCallback(Callback):
@@ -29,8 +27,17 @@ class SweepCallback(Callback):
         self.metric, self.mode = metric, mode
         self.run_id: str | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Jobs get the callback without the parent's MLflow client: a job process then never imports MLflow
+        # (1.6 s), since its runs are logged by the tracking helper.
+        return {k: v for k, v in vars(self).items() if k != "client"}
+
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
         from omegaconf import OmegaConf
+
+        from pipeline.tracking import experiment_for, flatten, git_tags, tracking_uri
 
         tracking_cfg = OmegaConf.to_container(config.tracking, resolve=True)
         if not tracking_cfg.get("enabled", True):
@@ -73,6 +80,7 @@ class SweepCallback(Callback):
     def log_summary(self) -> None:
         """Log every child's swept params and final metrics as summary.csv, and tag the best child."""
         import pandas as pd
+        from mlflow.entities import Metric, RunTag
 
         children = self.client.search_runs(
             [self.client.get_run(self.run_id).info.experiment_id],
@@ -102,6 +110,7 @@ class SweepCallback(Callback):
     def log_search_result(self) -> None:
         """Log an Optuna study's best params (`best.<key>`) and value to the parent run."""
         import yaml
+        from mlflow.entities import Metric, Param
 
         path = self.sweep_dir / "optimization_results.yaml"
         if not path.is_file():

@@ -18,6 +18,8 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from pipeline.tracking_process import PARENT_RUN_ENV
+
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "failed to resolve pip version": pins are explicit
 # MLflow's advice on integer schema columns and ambiguous local sources does not apply to these tiny tables.
@@ -26,7 +28,6 @@ warnings.filterwarnings("ignore", module=r"mlflow\.(types|data)\..*", category=U
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
 MAX_PARAM_VALUE = 6000
-PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"  # set by the sweep callback; jobs become its children
 
 
 def tracking_uri(tracking_cfg: Mapping[str, Any], root: str | Path) -> str:

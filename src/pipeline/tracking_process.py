@@ -22,7 +22,8 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-PASSED_ENV = ("PIPELINE_PARENT_RUN_ID", "DVC_STAGE")  # read when a run starts; MLFLOW_* variables travel too
+PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"  # set by the sweep callback; jobs become its children
+PASSED_ENV = (PARENT_RUN_ENV, "DVC_STAGE")  # read when a run starts; MLFLOW_* variables travel too
 RUN_METHODS = frozenset({"log_config", "log_params", "log_metrics", "log_series", "set_tags", "log_artifact", "log_text",
                          "log_keras_model_file", "log_dataset_file", "log_dataset"})  # tracking.Run's methods
 
