@@ -76,7 +76,7 @@ class JobConfigs:
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers that ship the loader to worker processes (joblib, submitit) ship it without compositions.
-        return {"loader": self.loader, "max_compositions": self.max_compositions, "compositions": {}, "repository": None}
+        return {**vars(self), "compositions": {}, "repository": None}
 
 
 class GridSweeper(BasicSweeper):
