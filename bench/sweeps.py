@@ -31,10 +31,11 @@ JOBS = {  # label: (the job's overrides, its two seeds)
 }
 REPEATS = 2  # each sweep runs this many times and the fastest counts: this machine's noise only adds time
 RAY_PORT = 6391
-LAUNCHERS = {
-    "basic (sequential, one process)": [],
-    "joblib, 2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-    "ray, local cluster of 2 CPUs": ["hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{RAY_PORT}"],
+LAUNCHERS = {  # label: (launcher overrides, workers)
+    "basic (sequential, one process)": ([], 1),
+    "joblib, 2 workers": (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2),
+    "ray, local cluster of 2 CPUs": (
+        ["hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address=127.0.0.1:{RAY_PORT}"], 2),
 }
 
 
@@ -60,13 +61,18 @@ def ray(*args: str) -> None:
     subprocess.run([str(Path(sys.executable).parent / "ray"), *args], check=True, capture_output=True)
 
 
-def measure(label: str, launcher: list[str], job: list[str], seeds: str) -> tuple[float, list[str]]:
+def measure(label: str, launcher: list[str], workers: int, job: list[str], seeds: str) -> tuple[float, list[str]]:
     """The 24-job and the 1-job sweep with `launcher`, each the faster of REPEATS runs; (24-job wall, table row)."""
-    one_wall = min(sweep(launcher, job + ONE)[0] for _ in range(REPEATS))
+    one_wall, one_train = min(sweep(launcher, job + ONE) for _ in range(REPEATS))
     wall, trains = min(sweep(launcher, job + GRID + [f"trainer.seed={seeds}"]) for _ in range(REPEATS))
-    per_job = (wall - one_wall) / (len(trains) - 1)
+    extra = len(trains) - 1
+    per_job = (wall - one_wall) / extra
+    # Seconds each extra job held a worker without training: the extra wall on every worker, less the extra training.
+    overhead = (workers * (wall - one_wall) - (sum(trains) - one_train[0])) / extra
+    print(label, f"wall {one_wall:.2f} -> {wall:.2f}, training {one_train[0]:.3f} -> mean {statistics.mean(trains):.3f}",
+          flush=True)
     return wall, [label, str(len(trains)), f"{wall:.1f}", f"{one_wall:.1f}", f"{statistics.mean(trains):.3f}",
-                  f"{per_job:.3f}", f"{per_job - statistics.mean(trains):.3f}"]
+                  f"{per_job:.3f}", f"{overhead:.3f}"]
 
 
 def main() -> None:
@@ -75,52 +81,56 @@ def main() -> None:
     rows = []
     try:
         for job_label, (job, seeds) in JOBS.items():
-            results = [measure(f"{job_label}: {label}", launcher, job, seeds) for label, launcher in LAUNCHERS.items()]
+            results = [measure(f"{job_label}: {label}", launcher, workers, job, seeds)
+                       for label, (launcher, workers) in LAUNCHERS.items()]
             sequential = results[0][0]
             rows += [row + [f"{sequential / wall:.2f}x"] for wall, row in results]
     finally:
         ray("stop", "--force")
+    print(json.dumps(rows), flush=True)
     write_table(
         "sweeps", "Sweeps: 24-job XOR grid (xor_relu16; 4 widths x 3 learning rates x 2 seeds; SQLite tracking)",
         ["jobs: launcher", "jobs", "24-job sweep (s)", "1-job sweep (s)", "mean training (s)", "wall per extra job (s)",
-         "overhead per job beyond training (s)", "speed-up vs sequential"],
+         "overhead per job beyond training (worker-s)", "speed-up vs sequential"],
         rows,
         notes="""Each sweep is the whole `python -m pipeline.train -m ...` command, with MLflow tracking (parent and child
 runs in the SQLite store; the Ray workers are on this machine, so they share it) and without per-job
 evaluation pictures. Wall per extra job = (24-job wall - 1-job wall) / 23, so process start-up and imports
-are not counted; overhead beyond training = that minus the mean training seconds (model build, outputs,
-tracking, Hydra's job setup; with 2 workers the wall is shared by both). The Ray cluster is started
-beforehand (`ray start --head`, not timed); the sweep joins it by address. Training includes Keras's and
-autograph's tracing of each job's new model (most of a 1000-epoch compiled job's 0.8 s).
+are not counted. Overhead per job beyond training = (workers x (24-job wall - 1-job wall) - (training of the
+24 jobs - training of the 1 job)) / 23: the seconds each extra job held a worker without training (model
+build, outputs, tracking, Hydra's job setup, for parallel launchers also dispatch and idle workers). The
+previous table subtracted the 24 jobs' mean training from the wall per extra job instead, which counted the
+gap between the 1-job sweep's training and the 24 jobs' mean as overhead; by that formula this table's
+sequential rows read 0.172 s (compiled) and 0.403 s (`model.fit`). The Ray cluster is started beforehand
+(`ray start --head`, not timed); the sweep joins it by address. Training includes Keras's and autograph's
+tracing of each job's new model (most of a 1000-epoch compiled job's 0.8 s).
 
 Each sweep runs twice and the faster run counts (this machine's noise only adds time). A job of a
 sequential sweep does not wait for its tracking helper to log its run (per-epoch history, model): the
 next job trains meanwhile and the sweep's end waits for the last. The default sweeper (`hydra/sweeper=grid`)
 reads the config files once per choice of configs: a job that differs from another only in values gets a
-copy of that composition with its values applied (0.014 s), where Hydra's basic sweeper composed every
-job twice (its up-front validation, then the launcher), 0.13-0.21 s each on this machine. A job process
-no longer imports MLflow (the sweep callback it receives leaves its client behind; the tracking helper
-logs its runs) and a sweep's parent no longer imports scikit-learn (1.6 s and 1.4 s here). Against the
-previous table, taken the same day, the sequential overhead per job went from 0.47 to 0.33 s
-(compiled), 0.65 to 0.50 s (`model.fit`) and 4.49 to 4.28 s (replicates); on `model.fit` jobs joblib
-went from 1.46x to 1.64x and Ray from 1.48x to 1.66x, partly because 2 workers slowed each other less in
-this run (see below). A 1000-replicate job's overhead is mostly its own work: Keras's seeded
-initializers called once per copy and weight (2.9 s, so copy r starts where a standalone run with seed
-seed+r does) and the convergence picture (0.95 s).
+copy of that composition with its values applied (0.014 s). A process imports Keras and TensorFlow with
+the cycle collector off, then freezes the objects alive at that point (`cli.import_keras`): the collector
+had walked TensorFlow's ~400k objects during the import (1.0-1.5 s of its 6.6 s) and again in every full
+collection after it (~0.2 s each, about one per job). With the freeze, a 12-job `model.fit` sweep spent
+0.78 s in collections where it had spent 1.8-2.0 s, and its first job took 1.9 s less beyond training.
+Against the previous table (the same date and machine, a session earlier), the sequential `model.fit` sweep went
+from 303.4 to 287.7 s and its overhead per job from 0.50 to 0.34 s (0.40 s by the previous formula).
 
 Jobs of a parallel launcher get their share of the cores for TensorFlow's thread pools
 (`sweeps.ThreadsPerJob`: 1 thread each for 2 joblib workers or Ray tasks of 1 CPU on 2 cores; same
-numbers, tested). This machine ran about 3x slower on this date than on the day before (a 20000-epoch
-compiled run: 5.3 s, then 1.68 s), so these seconds are not comparable with tables of other days.
-
-Why 2 workers do not reach 2x on these 2 cores: the same `model.fit` training takes 9.6 s alone and
-11.5-11.8 s each with two at once (1 TensorFlow thread each, no tracking), so even work that splits
-perfectly gained at most about 1.65x in that measurement. A worker's start (importing TensorFlow, its own tracking
-helper) comes on top, and in a sequential sweep the second core already does the helper's logging,
-which 2 workers must fit beside their training. In this table a `model.fit` job trained 8.5% slower on 2
-workers than alone (12.69 s against 11.70 s; 18% in the previous table, which read 1.46x for joblib). For
-many seeds of one tiny net, `trainer.replicates` in one process beats any
-launcher (`bench/replicates.md`).""",
+numbers, tested). Why 2 workers do not reach 2x on these 2 cores: a `model.fit` job trained 11.6% slower
+on 2 joblib workers than alone in a sequential sweep (12.48 s against 11.18 s; Ray tasks 13.17 s), so a
+perfect split would read about 1.77x. Each worker's first job then took 11-12 s beyond training
+(TensorFlow, the worker's own tracking helper and the parent's MLflow, all importing at once on 2 cores;
+4 s in a sequential sweep), and each later job 0.3-0.35 s inside the job (it waits for its helper to log
+its run) plus 0.4-0.6 s between jobs (loky ships every job its config, Hydra's global state and the config
+loader; the worker composes the job's config again). In this table joblib reads 1.57x and Ray 1.54x on
+`model.fit` jobs (1.64x and 1.66x in the previous table, whose sequential sweep was 16 s slower). For
+many seeds of one tiny net, `trainer.replicates` in one process beats any launcher
+(`bench/replicates.md`); a 1000-replicate job's overhead is mostly its own work: Keras's seeded
+initializers called once per copy and weight (so copy r starts where a standalone run with seed seed+r
+does) and the convergence picture.""",
     )
 
 

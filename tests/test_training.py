@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import run_cli
-from pipeline import data
+from pipeline import data, models
 from pipeline.backprop import MLP
 from pipeline.engines import Schedule
 from pipeline.errors import DivergedError
@@ -65,6 +65,20 @@ def test_circles_tanh4_has_test_metrics_and_learns(make_config, tmp_path):
     history = pd.read_csv(tmp_path / "out" / "history.csv")
     assert list(history.columns) == ["epoch", "loss", "accuracy", "test_loss", "test_accuracy"]
     assert len(history) == 15 and metrics["test_accuracy"] > 0.95
+
+
+@pytest.mark.parametrize("experiment", ["circles_tanh4", "xor_relu16"])  # a test split; none (test is train)
+def test_final_metrics_are_keras_loss_and_accuracy_of_the_saved_model(make_config, tmp_path, experiment):
+    cfg = plain(make_config(f"experiment={experiment}", "trainer.epochs=5"))
+    metrics = train(OmegaConf.create(cfg), out=tmp_path / "out")
+    model = keras.saving.load_model(tmp_path / "out" / "model.keras", safe_mode=True)
+    dataset = data.load(data_file(cfg))
+    for split, x, y in (("train", dataset.x_train, dataset.y_train), ("test", dataset.x_test, dataset.y_test)):
+        out = model(x)
+        accuracy = keras.metrics.BinaryAccuracy()
+        accuracy.update_state(y, out)
+        assert metrics[f"{split}_loss"] == pytest.approx(float(models.make_loss(cfg["loss"])(y, out)), abs=1e-6)
+        assert metrics[f"{split}_accuracy"] == pytest.approx(float(accuracy.result()), abs=1e-6)
 
 
 def test_stop_at_convergence_stops_at_the_convergence_epoch(make_config, tmp_path):

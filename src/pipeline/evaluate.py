@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, data, files, plots
-from pipeline.cli import hydra_app
+from pipeline.cli import hydra_app, import_keras
 from pipeline.errors import DataError
 
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
@@ -27,8 +27,7 @@ def load_model(folder: Path) -> Any:
     path = folder / "model.keras"
     if not path.is_file():
         raise DataError(path, "no such model file; train first (`dvc repro` or `python -m pipeline.train`)")
-    import keras
-
+    keras = import_keras()
     import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
 
     try:

@@ -19,14 +19,14 @@ def probabilities(model: Any, x: np.ndarray, from_logits: bool = False) -> np.nd
 
 
 def loss_and_accuracy(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """The configured loss and the binary accuracy of `model` on (x, y)."""
+    """The configured loss and the binary accuracy of `model` on (x, y), from one forward pass."""
     from pipeline import backprop, models
 
-    from_logits = bool(loss_cfg.get("from_logits"))
     if isinstance(model, backprop.MLP):
         zs, a = model.forward(x)
-        loss = float(backprop.Cost.from_config(loss_cfg).value(zs[-1], a[-1], y.astype(np.float64)))
+        loss, out = backprop.Cost.from_config(loss_cfg).value(zs[-1], a[-1], y.astype(np.float64)), a[-1]
     else:
-        loss = float(models.make_loss(loss_cfg)(y, model(np.asarray(x, np.float32), training=False)))
-    accuracy = float(np.mean((probabilities(model, x, from_logits) > 0.5) == (y > 0.5)))
-    return round(loss, 8), round(accuracy, 6)
+        out = model(np.asarray(x, np.float32), training=False)
+        loss, out = models.make_loss(loss_cfg)(y, out), np.asarray(out, dtype=np.float64)
+    p = backprop.sigmoid(out) if loss_cfg.get("from_logits") else out
+    return round(float(loss), 8), round(float(np.mean((p > 0.5) == (y > 0.5))), 6)

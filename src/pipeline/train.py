@@ -20,7 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, data, files
-from pipeline.cli import hydra_app
+from pipeline.cli import hydra_app, import_keras
 from pipeline.engines import History, Schedule, snapshot_epochs
 from pipeline.errors import ConfigError, DivergedError
 
@@ -63,11 +63,11 @@ def final_metrics(cfg: dict[str, Any], model: Any, dataset: data.Dataset, histor
     """Loss and accuracy of the trained model on train and test, plus what the history says."""
     from pipeline import predict
 
-    metrics: dict[str, Any] = {}
-    for split, x, y in (("train", dataset.x_train, dataset.y_train), ("test", dataset.x_test, dataset.y_test)):
-        loss, accuracy = predict.loss_and_accuracy(model, cfg["loss"], x, y)
-        metrics |= {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
-    return metrics | {
+    train_loss, train_accuracy = predict.loss_and_accuracy(model, cfg["loss"], dataset.x_train, dataset.y_train)
+    test_loss, test_accuracy = (predict.loss_and_accuracy(model, cfg["loss"], dataset.x_test, dataset.y_test)
+                                if dataset.has_test else (train_loss, train_accuracy))  # no split: test is train
+    return {
+        "train_loss": train_loss, "train_accuracy": train_accuracy, "test_loss": test_loss, "test_accuracy": test_accuracy,
         "convergence_epoch": history.convergence_epoch,
         "epochs_run": history.epochs_run,
         "engine": cfg["trainer"]["engine"],
@@ -153,6 +153,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     csv = data_file(plain)
     out = Path(out or output_dir(cfg))
     with tracked_run(cfg) as run:
+        import_keras()  # while the tracking helper starts the run
         if plain["trainer"]["replicates"] > 1:
             from pipeline.replicates import train_replicates
 
