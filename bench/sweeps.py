@@ -88,6 +88,11 @@ def main() -> None:
     finally:
         ray("stop", "--force")
     print(json.dumps(rows), flush=True)
+    write(rows)
+
+
+def write(rows: list[list[str]]) -> None:
+    """Write bench/sweeps.md from the measured rows (printed as JSON by `main`, so the notes can be edited apart)."""
     write_table(
         "sweeps", "Sweeps: 24-job XOR grid (xor_relu16; 4 widths x 3 learning rates x 2 seeds; SQLite tracking)",
         ["jobs: launcher", "jobs", "24-job sweep (s)", "1-job sweep (s)", "mean training (s)", "wall per extra job (s)",
@@ -98,41 +103,41 @@ runs in the SQLite store; the Ray workers are on this machine, so they share it)
 evaluation pictures. Wall per extra job = (24-job wall - 1-job wall) / 23, so process start-up and imports
 are not counted. Overhead per job beyond training = (workers x (24-job wall - 1-job wall) - (training of the
 24 jobs - training of the 1 job)) / 23: the seconds each extra job held a worker without training (model
-build, outputs, tracking, Hydra's job setup, for parallel launchers also dispatch and idle workers). The
-previous table subtracted the 24 jobs' mean training from the wall per extra job instead, which counted the
-gap between the 1-job sweep's training and the 24 jobs' mean as overhead; by that formula this table's
-sequential rows read 0.172 s (compiled) and 0.403 s (`model.fit`). The Ray cluster is started beforehand
-(`ray start --head`, not timed); the sweep joins it by address. Training includes Keras's and autograph's
-tracing of each job's new model (most of a 1000-epoch compiled job's 0.8 s).
+build, outputs, tracking, Hydra's job setup, for parallel launchers also dispatch and idle workers). The Ray
+cluster is started beforehand (`ray start --head`, not timed); the sweep joins it by address. Training
+includes Keras's and autograph's tracing of each job's new model (most of a 1000-epoch compiled job's 0.8 s).
 
 Each sweep runs twice and the faster run counts (this machine's noise only adds time). A job of a
 sequential sweep does not wait for its tracking helper to log its run (per-epoch history, model): the
 next job trains meanwhile and the sweep's end waits for the last. The default sweeper (`hydra/sweeper=grid`)
 reads the config files once per choice of configs: a job that differs from another only in values gets a
 copy of that composition with its values applied (0.014 s). A process imports Keras and TensorFlow with
-the cycle collector off, then freezes the objects alive at that point (`cli.import_keras`): the collector
-had walked TensorFlow's ~400k objects during the import (1.0-1.5 s of its 6.6 s) and again in every full
-collection after it (~0.2 s each, about one per job). With the freeze, a 12-job `model.fit` sweep spent
-0.78 s in collections where it had spent 1.8-2.0 s, and its first job took 1.9 s less beyond training.
-Against the previous table (the same date and machine, a session earlier), the sequential `model.fit` sweep went
-from 303.4 to 287.7 s and its overhead per job from 0.50 to 0.34 s (0.40 s by the previous formula).
+the cycle collector off, then freezes the objects alive at that point (`cli.import_keras`), so that the
+collector does not walk TensorFlow's ~400k objects in every full collection. Nothing on the sequential path
+changed since the previous table (2026-11-23: 287.7 s and 0.34 s a job on `model.fit`, 38.1 s and 0.20 s
+compiled); its differences here are this machine's noise.
 
-Jobs of a parallel launcher get their share of the cores for TensorFlow's thread pools
-(`sweeps.ThreadsPerJob`: 1 thread each for 2 joblib workers or Ray tasks of 1 CPU on 2 cores; same
-numbers, tested). Why 2 workers do not reach 2x on these 2 cores: a `model.fit` job trained 11.6% slower
-on 2 joblib workers than alone in a sequential sweep (12.48 s against 11.18 s; Ray tasks 13.17 s), so a
-perfect split would read about 1.77x. Each worker's first job then took 11-12 s beyond training
-(TensorFlow, the worker's own tracking helper and the parent's MLflow, all importing at once on 2 cores;
-4 s in a sequential sweep), and each later job 0.3-0.35 s inside the job (it waits for its helper to log
-its run) plus 0.4-0.6 s between jobs (loky ships every job its config, Hydra's global state and the config
-loader; the worker composes the job's config again). In this table joblib reads 1.57x and Ray 1.54x on
-`model.fit` jobs (1.64x and 1.66x in the previous table, whose sequential sweep was 16 s slower). For
-many seeds of one tiny net, `trainer.replicates` in one process beats any launcher
-(`bench/replicates.md`); a 1000-replicate job's overhead is mostly its own work: Keras's seeded
-initializers called once per copy and weight (so copy r starts where a standalone run with seed seed+r
-does) and the convergence picture.""",
+Parallel jobs get their share of the cores for TensorFlow's thread pools (`sweeps.ThreadsPerJob`: 1 thread
+each for 2 joblib workers or Ray tasks of 1 CPU on 2 cores; same numbers, tested). Since the previous table,
+a joblib sweep's workers start with the sweep (`sweeps.StartJoblibWorkers`, a Hydra callback: each imports
+TensorFlow and starts its tracking helper while the parent sets up the sweep and its MLflow run, which had
+taken the first 5.6 s of a 4-job sweep before any worker started), and a worker keeps the config loader
+the sweep's first job brought it (`job_configs.JobConfigs`): its later jobs copy that composition instead
+of composing again. That cache had been kept in the plugin's module, which Hydra executes again before
+every joblib job (its plugin scan), emptying it. A 4-job joblib sweep went from 22.7 to 17.6 s and a later
+job's time in its worker beyond training from 0.24-0.40 to 0.09 s; in this table joblib's overhead per job
+went from 1.44 to 0.39 worker-s on `model.fit` (1.57x -> 1.64x) and from 1.90 to 0.95 on compiled jobs
+(0.78x -> 0.98x). Ray's tasks run in Ray's own worker processes, which get no such start (1.57x).
+
+Why 2 workers do not reach 2x on these 2 cores: a `model.fit` job trained 12% slower on 2 joblib workers
+than alone in a sequential sweep (12.10 s against 10.79 s; Ray tasks 12.56 s), so a perfect split would
+read about 1.78x. Two `model.fit` processes at once leave 10-18% of the 2 cores idle: Keras feeds numpy
+inputs through a tf.data pipeline whose threads hand each batch over (62 ms wall against 50 ms CPU per
+epoch; one process pinned to one core alone: 68 ms); TensorFlow's thread settings make no difference. For
+many seeds of one tiny net, `trainer.replicates` in one process beats any launcher (`bench/replicates.md`);
+a 1000-replicate job's overhead is mostly its own work: Keras's seeded initializers called once per copy
+and weight (so copy r starts where a standalone run with seed seed+r does) and the convergence picture.""",
     )
-
 
 if __name__ == "__main__":
     main()

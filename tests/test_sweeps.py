@@ -80,6 +80,35 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
     assert os.environ.get("TF_NUM_INTRAOP_THREADS") == threads == os.environ.get("TF_NUM_INTEROP_THREADS")
 
 
+def test_the_size_of_a_grid_is_the_product_of_its_sweeps():
+    from pipeline.sweeps import grid_size
+
+    assert grid_size(["model.hidden.0.units=4,8", "trainer.seed=range(3)", "trainer.epochs=5"]) == 6
+    assert grid_size(["trainer.epochs=5"]) == 1
+    assert grid_size(["optimizer.learning_rate=interval(0.001, 0.1)"]) == float("inf")
+
+
+@pytest.mark.slow
+def test_joblib_workers_start_at_the_sweeps_start_and_then_run_its_jobs():
+    from hydra.utils import instantiate
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from joblib import Parallel, delayed
+    from omegaconf import open_dict, read_write
+    from pipeline.sweeps import StartJoblibWorkers
+
+    cfg = with_hydra_config("hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "tracking.enabled=false")
+    with read_write(cfg), open_dict(cfg):
+        cfg.hydra.overrides.task = ["trainer.seed=0,1,2", "trainer.epochs=5"]
+    callback = StartJoblibWorkers()
+    callback.on_multirun_start(cfg)
+    started = set(callback.started)
+    assert len(started) == 2  # one start per worker
+    launcher = instantiate(cfg.hydra.launcher)  # as its launch(): Parallel(**its settings, backend="loky")
+    settings = {**launcher.joblib, "backend": "loky"}
+    process_joblib_cfg(settings)
+    assert set(Parallel(**settings)(delayed(os.getpid)() for _ in range(6))) == started  # the same processes
+
+
 def grid_sweep(tmp_path, monkeypatch, arguments: list[str], *overrides: str) -> tuple[list, int]:
     """Run the configured sweeper over `arguments`, each job recording its config; (configs, compositions)."""
     from hydra import compose
@@ -148,7 +177,7 @@ JOBS = [  # a job's overrides, as a sweeper hands them to the launcher
 @pytest.mark.parametrize("master", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=3", "hydra.sweep.dir=x"]])
 def test_a_job_config_from_a_shared_composition_is_the_one_hydra_composes(master):
     from hydra.types import RunMode
-    from hydra_plugins.pipeline_sweeper.grid_sweeper import JobConfigs
+    from pipeline.job_configs import JobConfigs
     from omegaconf import OmegaConf
 
     def described(config):
@@ -165,13 +194,32 @@ def test_a_job_config_from_a_shared_composition_is_the_one_hydra_composes(master
 
 def test_the_grid_sweepers_config_loader_reaches_worker_processes_without_its_compositions():
     from hydra.types import RunMode
-    from hydra_plugins.pipeline_sweeper.grid_sweeper import JobConfigs
+    from pipeline.job_configs import JobConfigs
 
     with hydra_on_conf() as hydra:
         configs = JobConfigs(hydra.config_loader(), max_compositions=10)
         master_config = configs.load_configuration("config", [], run_mode=RunMode.MULTIRUN)
         configs.load_sweep_config(master_config, ["trainer.seed=1"])
         shipped = pickle.loads(pickle.dumps(configs))
-        assert len(configs.compositions) == 1 and shipped.compositions == {}  # joblib's, submitit's workers compose anew
+        assert len(configs.compositions) == 1 and shipped.compositions == {}  # a worker composes anew
         assert shipped.load_sweep_config(master_config, ["trainer.seed=2"]).trainer.seed == 2
     assert "xor" in shipped.get_group_options("dataset")
+
+
+def test_a_worker_keeps_the_config_loader_of_its_first_job_for_the_sweeps_later_jobs():
+    from hydra.core.singleton import Singleton
+    from hydra.types import RunMode
+    from pipeline.job_configs import JobConfigs
+
+    with hydra_on_conf() as hydra:
+        configs = JobConfigs(hydra.config_loader(), max_compositions=10)
+        master_config = configs.load_configuration("config", [], run_mode=RunMode.MULTIRUN)
+        shipped, next_sweep = pickle.dumps(configs), pickle.dumps(JobConfigs(hydra.config_loader(), max_compositions=10))
+        first = pickle.loads(shipped)  # a worker's first job
+        first.load_sweep_config(master_config, ["trainer.seed=1"])
+        Singleton.set_state(Singleton.get_state())  # as joblib's launcher before each job: Hydra scans its plugins again
+        later = pickle.loads(shipped)
+        assert later is first and len(later.compositions) == 1
+        assert later.load_sweep_config(master_config, ["trainer.seed=3"]).trainer.seed == 3
+        assert len(later.compositions) == 1  # a copy of the first job's composition
+        assert pickle.loads(next_sweep) is not first

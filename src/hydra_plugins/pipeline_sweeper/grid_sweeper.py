@@ -1,82 +1,15 @@
 """Hydra's basic grid sweeper, composing a grid's config files once per choice of configs, not once per job.
 
-Hydra composes every job's config from the YAML files, twice: when its basic sweeper validates all jobs up front,
-then when the launcher runs each (0.13-0.2 s a time on a 2-core machine, a third of a short job's overhead). Yet
-jobs that choose the same configs (config groups) differ only in values, which Hydra applies after composing. So
-here each choice of configs is composed once and a job's config is a copy of it with the job's values applied, as
-Hydra applies them. Hydra offers no way to share compositions, hence this plugin (Hydra only instantiates plugins
-from the `hydra_plugins` package).
+Hydra only instantiates plugins from the `hydra_plugins` package; the composing lives in pipeline.job_configs.
 """
 
 from __future__ import annotations
 
-import copy
-import os
-from typing import Any
-
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.config_loader import ConfigLoader
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-
-class JobConfigs:
-    """A config loader for a sweep's jobs: one composition per choice of configs, copied with each job's values."""
-
-    def __init__(self, loader: ConfigLoader, max_compositions: int) -> None:
-        self.loader = loader
-        self.max_compositions = max_compositions  # about 0.25 MB each; jobs with further choices compose as Hydra does
-        self.compositions: dict[tuple[str, ...], DictConfig] = {}
-        self.repository: Any = None  # Hydra's config repository with the sweep's search path: which keys are groups
-
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        """The job's config, as Hydra's `load_sweep_config` composes it."""
-        overrides = OverridesParser.create().parse_overrides(list(sweep_overrides))
-        if any(o.key_or_group.startswith("hydra.searchpath") for o in overrides):  # it moves the config groups
-            return self.loader.load_sweep_config(master_config, list(sweep_overrides))
-        is_value = [self.is_value(master_config, o) for o in overrides]
-        values = [o for o, value in zip(overrides, is_value) if value]
-        choices = tuple(o.input_line for o, value in zip(overrides, is_value) if not value)
-        composed = self.compositions.get(choices)
-        if composed is None:
-            composed = self.loader.load_sweep_config(master_config, list(choices))
-            if len(self.compositions) < self.max_compositions:
-                self.compositions[choices] = composed
-        config = copy.deepcopy(composed)
-        ConfigLoaderImpl._apply_overrides_to_config(values, config)
-        # What Hydra sets once the overrides are applied (ConfigLoaderImpl._load_configuration_impl), for all of them:
-        with open_dict(config.hydra):
-            for key in config.hydra.job.env_copy:
-                config.hydra.job.env_set[key] = os.environ[key]
-        task = [o for o in overrides if not o.is_hydra_override()]
-        config.hydra.overrides.hydra = [*master_config.hydra.overrides.hydra,
-                                        *(o.input_line for o in overrides if o.is_hydra_override())]
-        config.hydra.overrides.task = [o.input_line for o in task]
-        dirname = config.hydra.job.config.override_dirname
-        config.hydra.job.override_dirname = get_overrides_dirname(
-            overrides=task, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep, exclude_keys=dirname.exclude_keys)
-        OmegaConf.copy_cache(from_config=master_config, to_config=config)
-        return config
-
-    def is_value(self, master_config: DictConfig, override: Override) -> bool:
-        """Whether Hydra applies this override after composing (a key's value) rather than choosing a config with it."""
-        if self.repository is None:
-            _, self.repository = self.loader._parse_overrides_and_create_caching_repo(  # type: ignore[attr-defined]
-                master_config.hydra.job.config_name, list(master_config.hydra.overrides.hydra))
-        # Hydra's own rule (hydra._internal.defaults_list.Overrides)
-        return isinstance(override.value(), dict) or not self.repository.group_exists(override.key_or_group)
-
-    def __getattr__(self, name: str) -> Any:
-        if "loader" not in self.__dict__:  # while unpickling
-            raise AttributeError(name)
-        return getattr(self.loader, name)
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Launchers that ship the loader to worker processes (joblib, submitit) ship it without compositions.
-        return {**vars(self), "compositions": {}, "repository": None}
+from pipeline.job_configs import JobConfigs
 
 
 class GridSweeper(BasicSweeper):
