@@ -71,7 +71,7 @@ class JobConfigs:
         return isinstance(override.value(), dict) or not self.repository.group_exists(override.key_or_group)
 
     def __getattr__(self, name: str) -> Any:
-        if "loader" not in self.__dict__:  # while unpickling
+        if "loader" not in self.__dict__:  # before `received` sets its state
             raise AttributeError(name)
         return getattr(self.loader, name)
 

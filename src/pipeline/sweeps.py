@@ -137,9 +137,8 @@ class ThreadsPerJob(Callback):
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         threads = job_threads(config.hydra.launcher, available_cores())
-        if threads is not None:  # read when TensorFlow starts, i.e. at this worker's first job; a user's value wins
-            os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
-            os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(threads))
+        if threads is not None:  # read when TensorFlow starts, i.e. at this worker's first job
+            share_cores(threads)
 
 
 class StartJoblibWorkers(Callback):
@@ -180,8 +179,7 @@ def start_worker(threads: int, tracked: bool) -> int:
     from pipeline import tracking_process
     from pipeline.cli import import_keras
 
-    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
-        os.environ.setdefault(key, str(threads))
+    share_cores(threads)
     if tracked:
         tracking_process.helper()
     import_keras()
@@ -217,6 +215,12 @@ def job_threads(launcher: Any, cores: int) -> int | None:
         cpus = (launcher.get("ray", {}).get("remote") or {}).get("num_cpus")
         return max(1, int(cpus)) if cpus else None
     return None
+
+
+def share_cores(threads: int) -> None:
+    """Size TensorFlow's thread pools to `threads` when it starts in this process; a user's value wins."""
+    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(key, str(threads))
 
 
 def joblib_workers(launcher: Any, cores: int) -> int:
