@@ -23,11 +23,9 @@ def machine() -> str:
     except OSError:
         pass
     versions = ", ".join(
-        f"{name} {metadata.version(name)}" for name in ("tensorflow-cpu", "keras", "mlflow", "numpy")
-        if _installed(name)
+        f"{name} {metadata.version(name)}" for name in ("tensorflow-cpu", "keras", "mlflow", "numpy") if _installed(name)
     )
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}; "
-            f"{dt.date.today().isoformat()}")
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}; {dt.date.today().isoformat()}"
 
 
 def _installed(name: str) -> bool:
@@ -40,8 +38,7 @@ def _installed(name: str) -> bool:
 
 def write_table(name: str, title: str, header: list[str], rows: list[list[str]], notes: str = "") -> Path:
     """Write bench/<name>.md: title, machine line, a Markdown table and notes."""
-    lines = [f"# {title}", "", f"Machine: {machine()}", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
+    lines = [f"# {title}", "", f"Machine: {machine()}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     path = BENCH_DIR / f"{name}.md"
     path.write_text("\n".join(lines) + ("\n\n" + notes.strip() + "\n" if notes else "\n"))

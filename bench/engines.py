@@ -19,7 +19,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from pipeline import data  # noqa: E402
 from pipeline.cli import compose_config  # noqa: E402
 from pipeline.generate import generate  # noqa: E402
-from pipeline.train import data_file, fit_model  # noqa: E402
+from pipeline.train import fit_model  # noqa: E402
 
 # The numpy engine knows plain gradient descent only: same net and data, SGD instead of Adam.
 VARIANTS = {
@@ -40,7 +40,7 @@ def main() -> None:
             resolve=True,
         )
         generate(cfg["dataset"], cfg["paths"]["data"])
-        dataset = data.load(data_file(cfg))
+        dataset = data.load(data.csv_path(cfg))
         walls, accuracy = [], None
         for _ in range(REPEATS[engine]):
             start = time.perf_counter()
@@ -48,12 +48,14 @@ def main() -> None:
             walls.append(time.perf_counter() - start)
             accuracy = history.columns["accuracy"][-1]
         medians[engine] = statistics.median(walls)
-        rows.append([engine, str(len(walls)), f"{walls[0]:.3f}", f"{medians[engine]:.3f}",
-                     f"{medians[engine]:.3f}", f"{accuracy:.2f}"])  # s per 1000 epochs = ms per epoch
+        rows.append(
+            [engine, str(len(walls)), f"{walls[0]:.3f}", f"{medians[engine]:.3f}", f"{medians[engine]:.3f}", f"{accuracy:.2f}"]
+        )  # s per 1000 epochs = ms per epoch
     for row in rows:
         row.append(f"{medians['fit'] / medians[row[0]]:.0f}x")
     write_table(
-        "engines", "Training engines: xor_relu16, 1000 epochs",
+        "engines",
+        "Training engines: xor_relu16, 1000 epochs",
         ["engine", "runs", "first run (s)", "median (s)", "ms / epoch", "final train accuracy", "speed-up vs fit"],
         rows,
         notes=f"""Each time covers building the model from its seed and all 1000 epochs (graph tracing included

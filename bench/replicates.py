@@ -19,15 +19,18 @@ from pipeline import data  # noqa: E402
 from pipeline.cli import compose_config  # noqa: E402
 from pipeline.generate import generate  # noqa: E402
 from pipeline.replicates import fit_replicates  # noqa: E402
-from pipeline.train import data_file, fit_model  # noqa: E402
+from pipeline.train import fit_model  # noqa: E402
 
 COPIES = 1000
 
 
 def config(root: Path, *overrides: str) -> dict:
-    return OmegaConf.to_container(compose_config([f"paths.root={root}", "experiment=xor_relu16",
-                                                  "tracking.enabled=false", "trainer.snapshots=0", *overrides]),
-                                  resolve=True)
+    return OmegaConf.to_container(
+        compose_config(
+            [f"paths.root={root}", "experiment=xor_relu16", "tracking.enabled=false", "trainer.snapshots=0", *overrides]
+        ),
+        resolve=True,
+    )
 
 
 def sequential(cfg: dict, dataset, runs: int) -> tuple[float, float]:
@@ -44,26 +47,42 @@ def main() -> None:
     root = Path(tempfile.mkdtemp())
     cfg = config(root, f"trainer.replicates={COPIES}")
     generate(cfg["dataset"], cfg["paths"]["data"])
-    dataset = data.load(data_file(cfg))
+    dataset = data.load(data.csv_path(cfg))
     rows = []
     for attempt in ("first in process", "second"):
         start = time.perf_counter()
         replicates = fit_replicates(cfg, dataset)
         wall = time.perf_counter() - start
-        rows.append([f"replicated, {COPIES} copies ({attempt})", str(COPIES), f"{wall:.2f}",
-                     f"{replicates.seconds:.2f}", f"{wall:.2f}",
-                     f"{(replicates.columns['accuracy'][-1] >= 1).mean():.1%}"])
+        rows.append(
+            [
+                f"replicated, {COPIES} copies ({attempt})",
+                str(COPIES),
+                f"{wall:.2f}",
+                f"{replicates.seconds:.2f}",
+                f"{wall:.2f}",
+                f"{(replicates.columns['accuracy'][-1] >= 1).mean():.1%}",
+            ]
+        )
     for engine, runs in (("compiled", 10), ("fit", 3)):
         total, first = sequential(config(root, f"trainer.engine={engine}"), dataset, runs)
-        rows.append([f"{engine}, {runs} sequential runs", str(runs), f"{total:.2f}", f"{total:.2f}",
-                     f"{total / runs * COPIES:.0f}", "-"])
+        rows.append(
+            [f"{engine}, {runs} sequential runs", str(runs), f"{total:.2f}", f"{total:.2f}", f"{total / runs * COPIES:.0f}", "-"]
+        )
     base = float(rows[1][4])
     for row in rows:
         row.append(f"{float(row[4]) / base:.0f}x" if row is not rows[1] else "1x")
     write_table(
-        "replicates", f"{COPIES} seeds of xor_relu16, 1000 epochs each",
-        ["how", "seeds run", "wall (s)", "training loop (s)", f"wall scaled to {COPIES} seeds (s)",
-         "copies at 100% after 1000 epochs", "cost vs replicated"],
+        "replicates",
+        f"{COPIES} seeds of xor_relu16, 1000 epochs each",
+        [
+            "how",
+            "seeds run",
+            "wall (s)",
+            "training loop (s)",
+            f"wall scaled to {COPIES} seeds (s)",
+            "copies at 100% after 1000 epochs",
+            "cost vs replicated",
+        ],
         rows,
         notes=f"""One process, imports excluded. `wall` covers building the weights of every seed (the same Keras
 initializer calls a standalone run makes), graph tracing and all epochs; `training loop` is the part

@@ -58,7 +58,11 @@ def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, timeout
     """Run `python -m pipeline.<module> args` in `cwd`; return the CompletedProcess."""
     return subprocess.run(
         [sys.executable, "-m", f"pipeline.{module}", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -76,7 +80,11 @@ def run_sweep(root: Path, *overrides: str):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", *overrides, "paths.root=."],
-        cwd=root, capture_output=True, text=True, env=env, timeout=900,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "database is locked" not in result.stderr
@@ -100,9 +108,26 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, cwd: Path) -> Iterato
     """A real `mlflow server` on 127.0.0.1 with proxied artifacts; yields its URL once it answers /health."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts), "--workers", "1"],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            backend_store_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--workers",
+            "1",
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     uri = f"http://127.0.0.1:{port}"
     try:

@@ -40,7 +40,9 @@ def test_backprop_gradients_equal_tensorflow_autodiff(float64, hidden, output, l
     model_cfg = {
         "hidden": [{"units": 5, "activation": a} for a in hidden],
         "output": {"units": 1, "activation": output},
-        "use_bias": True, "kernel_initializer": "glorot_uniform", "bias_initializer": "random_normal",
+        "use_bias": True,
+        "kernel_initializer": "glorot_uniform",
+        "bias_initializer": "random_normal",
     }
     model = models.build(model_cfg, n_features=3, seed=7)
     rng = np.random.default_rng(0)

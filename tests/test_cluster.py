@@ -51,8 +51,17 @@ def postgres() -> Iterator[str]:
         subprocess.run([*as_owner, str(bin_dir / program), *args], check=True, capture_output=True, timeout=120)
 
     pg("initdb", "-D", str(data), "-U", "mlflow", "--auth=trust")
-    pg("pg_ctl", "-D", str(data), "-l", str(home / "log"), "-w", "start",
-       "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1")
+    pg(
+        "pg_ctl",
+        "-D",
+        str(data),
+        "-l",
+        str(home / "log"),
+        "-w",
+        "start",
+        "-o",
+        f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
+    )
     try:
         pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
         yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
@@ -66,9 +75,22 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
     """`ray start --head` on 127.0.0.1 with 2 CPUs, started in `tmp_path`; yields its address."""
     ray = str(Path(sys.executable).parent / "ray")
     address = f"127.0.0.1:{free_port()}"
-    subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={address.split(':')[1]}",
-                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                   cwd=tmp_path, check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            ray,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={address.split(':')[1]}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     try:
         yield address
     finally:
@@ -98,10 +120,23 @@ def test_ray_sweep_is_tracked_by_a_server_on_postgresql(tmp_path, postgres, ray_
     with mlflow_server(postgres, tmp_path / "artifacts", tmp_path) as uri:
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         result = subprocess.run(
-            [sys.executable, "-m", "pipeline.train", "-m", "hydra/launcher=ray_cluster", "tracking=server",
-             f"tracking.uri={uri}", "experiment=xor_relu16", "trainer.epochs=200", "trainer.seed=0,1,2,3",
-             f"paths.root={tmp_path}"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "pipeline.train",
+                "-m",
+                "hydra/launcher=ray_cluster",
+                "tracking=server",
+                f"tracking.uri={uri}",
+                "experiment=xor_relu16",
+                "trainer.epochs=200",
+                "trainer.seed=0,1,2,3",
+                f"paths.root={tmp_path}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
             env=env | {"RAY_ADDRESS": ray_head, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"},
         )
         assert result.returncode == 0, result.stderr[-3000:]
@@ -124,9 +159,23 @@ def test_a_job_whose_ray_worker_dies_is_rerun_and_its_first_attempt_ends_killed(
     assert run_cli("generate", "dataset=xor", f"paths.root={tmp_path}", cwd=tmp_path).returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"RAY_ADDRESS": ray_head}
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", "-m", "hydra/launcher=ray_cluster", "experiment=xor_relu16",
-         "trainer.epochs=30000", "trainer.progress_every=500", "trainer.seed=0,1", f"paths.root={tmp_path}"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.train",
+            "-m",
+            "hydra/launcher=ray_cluster",
+            "experiment=xor_relu16",
+            "trainer.epochs=30000",
+            "trainer.progress_every=500",
+            "trainer.seed=0,1",
+            f"paths.root={tmp_path}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     output: list[str] = []
 

@@ -15,7 +15,7 @@ from PIL import Image
 from pipeline import data, plots
 from pipeline.errors import DataError
 from pipeline.evaluate import PICTURES, evaluate_folder, load_model, predictor
-from pipeline.train import data_file, train
+from pipeline.train import train
 
 
 def trained(make_config, tmp_path, *overrides, tracking=False):
@@ -27,7 +27,7 @@ def trained(make_config, tmp_path, *overrides, tracking=False):
 
 def test_grid_predictions_equal_model_predict(make_config, tmp_path):
     cfg, out = trained(make_config, tmp_path, "experiment=circles_tanh4")
-    model, dataset = load_model(out), data.load(data_file(cfg))
+    model, dataset = load_model(out), data.load(data.csv_path(cfg))
     grid = plots.Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features, resolution=200)
     surface = grid.surface(predictor(model, from_logits=False))
     assert surface.shape == (200, 200)
@@ -39,11 +39,12 @@ def test_grid_predictions_equal_model_predict(make_config, tmp_path):
 
 def test_bias_column_datasets_are_plotted_over_their_two_features(make_config, tmp_path):
     cfg, out = trained(make_config, tmp_path, "experiment=xor_bias_numpy", "trainer.epochs=50")
-    dataset = data.load(data_file(cfg))
+    dataset = data.load(data.csv_path(cfg))
     grid = plots.Grid.spanning(dataset.x_train, dataset.plot_features, resolution=10)
     assert grid.points.shape == (100, 3) and (grid.points[:, 2] == 1).all()
 
 
+@pytest.mark.slow
 def test_evaluation_writes_metrics_and_pictures_and_logs_them_to_the_training_run(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg, out = trained(make_config, tmp_path, "experiment=xor_relu16", tracking=True)

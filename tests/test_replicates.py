@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +11,6 @@ from omegaconf import OmegaConf
 
 from conftest import run_cli
 from pipeline import convergence, data
-from pipeline.train import data_file
 
 
 def standalone_and_replicated(cfg, copies: int):
@@ -21,7 +21,7 @@ def standalone_and_replicated(cfg, copies: int):
     from pipeline.train import fit_model
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    dataset = data.load(data_file(plain))
+    dataset = data.load(data.csv_path(plain))
     seed = plain["trainer"]["seed"]
     standalone = []
     for r in range(copies):
@@ -81,8 +81,15 @@ def test_no_copy_converged_gives_no_quantiles():
 def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_config):
     make_config("dataset=xor")
     uri = f"sqlite:///{tmp_path}/mlflow.db"  # an earlier in-process sweep may have exported another store
-    result = run_cli("train", "experiment=xor_relu16", "trainer.replicates=50", "trainer.epochs=300",
-                     f"paths.root={tmp_path}", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    result = run_cli(
+        "train",
+        "experiment=xor_relu16",
+        "trainer.replicates=50",
+        "trainer.epochs=300",
+        f"paths.root={tmp_path}",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": uri},
+    )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "results" / "xor_relu16"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -101,15 +108,23 @@ def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_confi
     assert {"plots/convergence.png", "results/replicates.csv", "results/weights.npz"} <= artifacts
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["trainer.replicates=0"], "trainer.replicates"),
-    (["trainer.replicates=4", "trainer.engine=fit"], "trainer.replicates"),
-])
-def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overrides, key):
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["trainer.replicates=0"], "trainer.replicates"),
+        (["trainer.replicates=4", "trainer.engine=fit"], "trainer.replicates"),
+    ],
+)
+def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overrides, key, monkeypatch, capsys):
+    from pipeline import train
+
     make_config("dataset=xor")
-    result = run_cli("train", "experiment=xor_relu16", *overrides, f"paths.root={tmp_path}", cwd=tmp_path)
-    assert result.returncode == 2 and result.stderr.strip().startswith(f"error: {key}=")
-    assert len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.setattr(sys, "argv", ["pipeline.train", "experiment=xor_relu16", *overrides, f"paths.root={tmp_path}"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and error.startswith(f"error: {key}=")
+    assert len(error.splitlines()) == 1
     assert not (tmp_path / "results").exists()
 
 
@@ -131,6 +146,7 @@ def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
 def test_unknown_claim_kind_is_a_one_line_error(tmp_path):
     result = run_cli("claims", "claims.0.kind=luckiest", f"paths.root={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == (
-        "error: claims.0.kind='luckiest' is not allowed: one of " + ", ".join(
-            ("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from")))
+        "error: claims.0.kind='luckiest' is not allowed: one of "
+        + ", ".join(("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from"))
+    )
     assert not (tmp_path / "reports").exists()

@@ -75,34 +75,20 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
     assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
 
-def test_keras_model_folder_is_the_one_mlflow_keras_writes(tmp_path):
+def test_keras_model_is_saved_with_its_input_example_into_a_new_folder(tmp_path):
     import keras
-    import yaml
-    from mlflow.models import Model
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.save(tmp_path / "trained.keras")
-    extras = tracking.keras_model_extras(XOR, np.asarray(model(XOR)))
-    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
-    theirs.mkdir()  # MLflow 3.17 writes the input example before it makes the folder
-    mlflow.keras.save_model(model, str(theirs), **extras)
-    tracking.save_keras_file(str(ours), str(tmp_path / "trained.keras"), Model(), keras_backend="tensorflow", **extras)
-
-    def files(folder: Path) -> list[str]:
-        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
-    def mlmodel(folder: Path) -> dict:
-        described = yaml.safe_load((folder / "MLmodel").read_text())
-        assert described.pop("model_size_bytes") > 0
-        return {k: v for k, v in described.items() if k not in ("utc_time_created", "model_uuid")}
-
-    assert files(ours) == files(theirs)
-    for name in set(files(ours)) - {"MLmodel", "data/model.keras"}:
-        assert (ours / name).read_text() == (theirs / name).read_text(), name
-    assert mlmodel(ours) == mlmodel(theirs)
-    assert (ours / "data/model.keras").read_bytes() == (tmp_path / "trained.keras").read_bytes()
-    np.testing.assert_array_equal(mlflow.keras.load_model(str(ours)).predict(XOR, verbose=0), model.predict(XOR, verbose=0))
+    with pytest.raises(FileNotFoundError):  # MLflow 3.17 writes the example before it makes the folder
+        mlflow.keras.save_model(model, str(tmp_path / "plain"), input_example=XOR, pip_requirements=["keras"])
+    tracking.save_keras_model(
+        str(tmp_path / "ours"), model=model, input_example=XOR, pip_requirements=["keras"], validate_serving_input=False
+    )
+    assert mlflow.models.get_model_info(str(tmp_path / "ours")).saved_input_example_info is not None
+    np.testing.assert_array_equal(
+        mlflow.keras.load_model(str(tmp_path / "ours")).predict(XOR, verbose=0), model.predict(XOR, verbose=0)
+    )
 
 
 def test_numpy_engine_logs_its_weights_file(make_config, tmp_path, monkeypatch):
@@ -132,9 +118,20 @@ def training_under_way(root: Path) -> subprocess.Popen:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=2000000",
-             "trainer.progress_every=2000", "paths.root=."],
-            cwd=root, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "pipeline.train",
+                "experiment=xor_relu16",
+                "trainer.epochs=2000000",
+                "trainer.progress_every=2000",
+                "paths.root=.",
+            ],
+            cwd=root,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -164,8 +161,10 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
 def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = {"uri": None, "experiment_name": "broken"}
-    with (pytest.raises(tracking_process.TrackingError, match=r"^tracking: log_artifact: .*missing\.csv"),
-          tracking_process.start(cfg, str(tmp_path), "r", {}) as run):
+    with (
+        pytest.raises(tracking_process.TrackingError, match=r"^tracking: log_artifact: .*missing\.csv"),
+        tracking_process.start(cfg, str(tmp_path), "r", {}) as run,
+    ):
         run.log_metrics({"x": 1.0})
         run.log_artifact(tmp_path / "missing.csv")
         run.log_metrics({"y": 2.0})  # skipped: the run has already failed
@@ -186,8 +185,10 @@ def test_a_run_ended_without_waiting_ends_once_settled_and_its_failure_fails_the
 
     with tracking_process.start(cfg, str(tmp_path), "broken", {}, wait_at_end=False) as run:
         run.log_artifact(tmp_path / "missing.csv")  # no error yet: the job did not wait
-    with (pytest.raises(tracking_process.TrackingError, match=r"^tracking: run broken: log_artifact: .*missing\.csv"),
-          tracking_process.start(cfg, str(tmp_path), "next", {}) as run):
+    with (
+        pytest.raises(tracking_process.TrackingError, match=r"^tracking: run broken: log_artifact: .*missing\.csv"),
+        tracking_process.start(cfg, str(tmp_path), "next", {}) as run,
+    ):
         run.log_metrics({"x": 1.0})
         assert run.run_id  # the first wait for the helper
     runs = {r.info.run_name: r for r in store(tmp_path).search_runs([first.info.experiment_id])}
@@ -218,8 +219,13 @@ def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
-    client, parent, children = run_sweep(tmp_path, "model.hidden.0.units=2,4,8", "optimizer.learning_rate=0.01,0.1",
-                                         "trainer.epochs=100", "evaluate_multirun_jobs=false")
+    client, parent, children = run_sweep(
+        tmp_path,
+        "model.hidden.0.units=2,4,8",
+        "optimizer.learning_rate=0.01,0.1",
+        "trainer.epochs=100",
+        "evaluate_multirun_jobs=false",
+    )
     assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children)
     assert sorted(c.data.params["model.hidden.0.units"] for c in children) == ["2", "2", "4", "4", "8", "8"]
     summary = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))

@@ -15,7 +15,7 @@ from pipeline import data, models
 from pipeline.backprop import MLP
 from pipeline.engines import Schedule
 from pipeline.errors import DivergedError
-from pipeline.train import data_file, fit_model, train
+from pipeline.train import fit_model, train
 
 
 def plain(cfg):
@@ -54,7 +54,7 @@ def test_xor_bias_numpy_ends_with_predictions_rounding_to_xor(make_config, tmp_p
 
 def test_numpy_initial_weights_are_uniform_in_0_1(make_config):
     cfg = plain(make_config("experiment=xor_bias_numpy", "trainer.epochs=1"))
-    _, history = fit_model(cfg, data.load(data_file(cfg)))
+    _, history = fit_model(cfg, data.load(data.csv_path(cfg)))
     first = history.snapshots[0]
     assert [w.shape for w in first] == [(3, 5), (5, 1)]
     assert all(((w >= 0) & (w < 1)).all() for w in first)
@@ -72,7 +72,7 @@ def test_final_metrics_are_keras_loss_and_accuracy_of_the_saved_model(make_confi
     cfg = plain(make_config(f"experiment={experiment}", "trainer.epochs=5"))
     metrics = train(OmegaConf.create(cfg), out=tmp_path / "out")
     model = keras.saving.load_model(tmp_path / "out" / "model.keras", safe_mode=True)
-    dataset = data.load(data_file(cfg))
+    dataset = data.load(data.csv_path(cfg))
     for split, x, y in (("train", dataset.x_train, dataset.y_train), ("test", dataset.x_test, dataset.y_test)):
         out = model(x)
         accuracy = keras.metrics.BinaryAccuracy()
@@ -89,7 +89,7 @@ def test_stop_at_convergence_stops_at_the_convergence_epoch(make_config, tmp_pat
 def test_same_seed_same_weights_other_seed_other_weights(make_config):
     def first_weights(seed):
         cfg = plain(make_config("experiment=xor_relu16", "trainer.epochs=1", f"trainer.seed={seed}"))
-        return fit_model(cfg, data.load(data_file(cfg)))[1].snapshots[0]
+        return fit_model(cfg, data.load(data.csv_path(cfg)))[1].snapshots[0]
 
     a, b, c = first_weights(0), first_weights(0), first_weights(1)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -109,7 +109,7 @@ def test_divergence_stops_with_the_epoch(make_config, tmp_path, engine):
 @pytest.mark.slow
 def test_compiled_and_fit_start_identical_and_agree_over_1000_full_batch_epochs(make_config):
     cfg = plain(make_config("experiment=xor_relu16"))
-    dataset = data.load(data_file(cfg))
+    dataset = data.load(data.csv_path(cfg))
     runs = {}
     for engine in ("compiled", "fit"):
         cfg["trainer"]["engine"] = engine
@@ -126,8 +126,14 @@ def test_compiled_and_fit_start_identical_and_agree_over_1000_full_batch_epochs(
 def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
     result = run_cli(
-        "train", "-m", "experiment=xor_relu16", "model.hidden.0.units=2,4,8,16", "trainer.epochs=50",
-        "tracking.enabled=false", "paths.root=.", cwd=tmp_path,
+        "train",
+        "-m",
+        "experiment=xor_relu16",
+        "model.hidden.0.units=2,4,8,16",
+        "trainer.epochs=50",
+        "tracking.enabled=false",
+        "paths.root=.",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = sorted((tmp_path / "multirun").rglob("metrics.json"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
@@ -59,13 +60,21 @@ CASES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    """The datasets the cases read, generated once for the module."""
+    folder = tmp_path_factory.mktemp("datasets")
+    for name in ("xor", "circles", "moons", "gauss", "spiral"):
+        generate({"xor": {"name": "xor"}}.get(name) or _sampled(name), folder)
+    return folder
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch, datasets):
     """An empty project folder holding only the generated datasets; no MLflow store yet."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    for name in ("xor", "circles", "moons", "gauss", "spiral"):
-        generate({"xor": {"name": "xor"}}.get(name) or _sampled(name), tmp_path / "data")
+    shutil.copytree(datasets, tmp_path / "data")
     return tmp_path
 
 
@@ -103,8 +112,7 @@ def test_missing_data_file_names_the_file(workdir, monkeypatch, capsys):
 def test_a_good_override_passes_the_checks(workdir):
     from conftest import compose_config
 
-    train.check(compose_config(workdir, "loss=binary_crossentropy", "loss.from_logits=true",
-                               "model.output.activation=linear"))
+    train.check(compose_config(workdir, "loss=binary_crossentropy", "loss.from_logits=true", "model.output.activation=linear"))
 
 
 def test_hydra_flags_and_their_values_are_not_taken_for_overrides():

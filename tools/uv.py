@@ -22,8 +22,9 @@ def uv() -> Path:
     if not (exe.exists() and stamp.exists()):
         venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
         python = BIN / ("python.exe" if os.name == "nt" else "python")
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        f"uv=={UV_VERSION}"], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"uv=={UV_VERSION}"], check=True
+        )
         stamp.touch()
     return exe
 

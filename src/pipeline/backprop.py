@@ -10,8 +10,10 @@ axes, so the same equations train many seeded copies at once (`train_replicates`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 # name -> (f(z), f'(z) written with a = f(z) where that is the textbook form)
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "sigmoid": (sigmoid, lambda z, a: a * (1.0 - a)),
     "tanh": (np.tanh, lambda z, a: 1.0 - a**2),
     "relu": (lambda z: np.maximum(z, 0.0), lambda z, a: (z > 0).astype(z.dtype)),
@@ -123,12 +125,14 @@ class MLP:
         """C, dC/dW[l] and dC/db[l] by backpropagation."""
         return self.backward(*self.forward(x), y, cost)
 
-    def backward(self, zs: list[np.ndarray], a: list[np.ndarray], y: np.ndarray,
-                 cost: Cost) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    def backward(
+        self, zs: list[np.ndarray], a: list[np.ndarray], y: np.ndarray, cost: Cost
+    ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """C, dC/dW[l] and dC/db[l] from a forward pass's z[1..L] and a[0..L]."""
         L = len(self.W)
         delta = cost.delta(zs[-1], a[-1], y, ACTIVATIONS[self.activations[-1]][1])
-        dW, db = [None] * L, [None] * L
+        dW: list[np.ndarray] = [np.empty(0)] * L
+        db: list[np.ndarray] = [np.empty(0)] * L
         for l in reversed(range(L)):
             dW[l] = _T(a[l]) @ delta
             db[l] = delta.sum(axis=-2)
@@ -150,7 +154,7 @@ class MLP:
 
     def save(self, path: str | Path) -> None:
         """Write W0, W1, ... (and b0, b1, ...) plus `activations` to an .npz file, atomically."""
-        arrays = {f"W{l}": W for l, W in enumerate(self.W)}
+        arrays: dict[str, Any] = {f"W{l}": W for l, W in enumerate(self.W)}
         if self.b is not None:
             arrays |= {f"b{l}": b for l, b in enumerate(self.b)}
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -184,7 +188,7 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
         order = rng.permutation(n) if schedule.shuffle else np.arange(n)
         loss_sum, correct = 0.0, 0
         for first in range(0, n, batch):
-            index = order[first:first + batch]
+            index = order[first : first + batch]
             zs, a = mlp.forward(x[index])
             loss, dW, db = mlp.backward(zs, a, y[index], cost)
             correct += int(np.sum(_predicted_class(zs, a, cost) == y[index]))
@@ -211,8 +215,7 @@ def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule
     return history
 
 
-def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule: Schedule,
-                     seeds: np.ndarray):
+def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule: Schedule, seeds: np.ndarray):
     """`train` for stacked copies (W [copies, n_in, n_out]); copy r shuffles with its own seed as its own run would."""
     from pipeline.engines.replicated import Replicates
 
@@ -226,7 +229,7 @@ def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Datase
         order = np.stack([rng.permutation(n) for rng in rngs]) if schedule.shuffle else np.arange(n)[None]
         loss_sum, correct = np.zeros(copies), np.zeros(copies)
         for first in range(0, n, batch):
-            index = order[:, first:first + batch]
+            index = order[:, first : first + batch]
             xb, yb = (x[index[0]], y[index[0]]) if len(index) == 1 else (x[index], y[index])
             zs, a = mlp.forward(xb)
             loss, dW, db = mlp.backward(zs, a, yb, cost)
@@ -251,9 +254,13 @@ def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Datase
         final[f"{split}_loss"] = cost.value(zs[-1], a[-1], ys)
         final[f"{split}_accuracy"] = np.mean(_predicted_class(zs, a, cost) == ys, axis=(-2, -1))
     return Replicates(
-        seeds=np.asarray(seeds), columns={k: np.array(v, dtype=np.float32) for k, v in columns.items() if v},
-        final=final, predictions=mlp.probabilities(x, cost.from_logits)[..., 0], diverged_epoch=diverged_epoch,
-        parameters=mlp.parameters(), seconds=time.perf_counter() - start,
+        seeds=np.asarray(seeds),
+        columns={k: np.array(v, dtype=np.float32) for k, v in columns.items() if v},
+        final=final,
+        predictions=mlp.probabilities(x, cost.from_logits)[..., 0],
+        diverged_epoch=diverged_epoch,
+        parameters=mlp.parameters(),
+        seconds=time.perf_counter() - start,
     )
 
 

@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from scipy import stats
 
 from pipeline import convergence, files
-from pipeline.cli import compose_config, raise_on_sigterm, report, skip_final_collection
+from pipeline.cli import compose_config, raise_on_sigterm, report, resolved, skip_final_collection
 from pipeline.errors import ConfigError, PipelineError
 
 KINDS = ("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from")
@@ -28,13 +27,18 @@ def measure(cfg: dict[str, Any], experiment: str) -> tuple[pd.DataFrame, dict[st
     from pipeline import train
     from pipeline.replicates import train_replicates
 
-    overrides = [f"experiment={experiment}", f"trainer.replicates={cfg['replicates']}", f"trainer.seed={cfg['seed']}",
-                 f"paths.root={cfg['paths']['root']}", f"tracking.enabled={str(cfg['track']).lower()}"]
+    overrides = [
+        f"experiment={experiment}",
+        f"trainer.replicates={cfg['replicates']}",
+        f"trainer.seed={cfg['seed']}",
+        f"paths.root={cfg['paths']['root']}",
+        f"tracking.enabled={str(cfg['track']).lower()}",
+    ]
     train_cfg = compose_config(overrides)
     dataset = train.check(train_cfg)
     out = Path(cfg["paths"]["results"]) / experiment
     with train.tracked_run(train_cfg) as run:
-        metrics = train_replicates(OmegaConf.to_container(train_cfg, resolve=True), dataset, out, run)
+        metrics = train_replicates(resolved(train_cfg), dataset, out, run)
     return pd.read_csv(out / "replicates.csv"), metrics | {"epochs": train_cfg.trainer.epochs}
 
 
@@ -45,11 +49,14 @@ def epochs_or_later(table: pd.DataFrame, epochs: int) -> np.ndarray:
 
 def km_text(metrics: dict[str, Any]) -> str:
     """`97 [56-161], 99.3% converged` (Kaplan-Meier median [IQR]; '>N' where not reached)."""
+
     def show(value):
         return str(value) if value is not None else f">{metrics['epochs']}"
 
-    return (f"epoch {show(metrics['convergence_median'])} [{show(metrics['convergence_q25'])}-"
-            f"{show(metrics['convergence_q75'])}], {metrics['converged_share']:.1%} converged")
+    return (
+        f"epoch {show(metrics['convergence_median'])} [{show(metrics['convergence_q25'])}-"
+        f"{show(metrics['convergence_q75'])}], {metrics['converged_share']:.1%} converged"
+    )
 
 
 def quartiles(values: pd.Series, fmt: str = "{:.3g}") -> str:
@@ -69,35 +76,43 @@ def paired_verdict(low: float, high: float) -> str:
     return "consistent" if low > 0.5 else "contradicted" if high < 0.5 else "optimistic"
 
 
-def judge(claim: dict[str, Any], tables: dict[str, pd.DataFrame], metrics: dict[str, dict[str, Any]],
-          rule: dict[str, float]) -> list[dict[str, Any]]:
+def judge(
+    claim: dict[str, Any], tables: dict[str, pd.DataFrame], metrics: dict[str, dict[str, Any]], rule: dict[str, float]
+) -> list[dict[str, Any]]:
     """One row per tutorial figure: figure, measured distribution, share of seeds where it holds, verdict."""
     kind, table, m = claim["kind"], tables[claim["experiment"]], metrics[claim["experiment"]]
     epochs = m["epochs"]
     rows = []
-    for figure in ([claim["figures"]] if kind == "outputs_near" else claim["figures"]):  # a vector is one figure
+    for figure in [claim["figures"]] if kind == "outputs_near" else claim["figures"]:  # a vector is one figure
         row = {"claim": claim["id"], "experiment": claim["experiment"], "figure": figure}
         if kind in ("converged_by", "faster_than", "slower_than"):
             holds = table["converged"] & (table["convergence_epoch"] <= figure)
             row |= {"statement": f"100% training accuracy by epoch {figure}", "measured": km_text(m)}
         elif kind == "outputs_near":
-            outputs = table[[c for c in table if c.startswith("output_")]].to_numpy()
+            outputs = table[[c for c in table.columns if str(c).startswith("output_")]].to_numpy()
             holds = pd.Series(np.abs(outputs - np.asarray(claim["figures"])).max(axis=1) <= claim["tolerance"])
             medians = ", ".join(f"{v:.3f}" for v in np.median(outputs, axis=0))
-            row |= {"figure": str(claim["figures"]), "statement": f"every output within {claim['tolerance']} of it",
-                    "measured": f"median outputs [{medians}]; {(table['train_accuracy'] >= 1).mean():.1%} classify all 4"}
+            row |= {
+                "figure": str(claim["figures"]),
+                "statement": f"every output within {claim['tolerance']} of it",
+                "measured": f"median outputs [{medians}]; {(table['train_accuracy'] >= 1).mean():.1%} classify all 4",
+            }
         elif kind == "loss_at_most":
             holds = (table["train_loss"] <= figure) & (table["train_accuracy"] >= 1.0)
-            row |= {"statement": f"final loss <= {figure:g} and predictions [0, 1, 1, 0]",
-                    "measured": f"final loss {quartiles(table['train_loss'])}; "
-                                f"{(table['train_accuracy'] >= 1).mean():.1%} predict [0, 1, 1, 0]"}
+            row |= {
+                "statement": f"final loss <= {figure:g} and predictions [0, 1, 1, 0]",
+                "measured": f"final loss {quartiles(table['train_loss'])}; "
+                f"{(table['train_accuracy'] >= 1).mean():.1%} predict [0, 1, 1, 0]",
+            }
         elif kind == "stable_from":
             holds = (table["stable_epoch"] > 0) & (table["stable_epoch"] <= figure)
             stable = table.loc[table["stable_epoch"] > 0, "stable_epoch"]
-            row |= {"statement": f"100% from epoch {figure} to the end",
-                    "measured": f"100% from epoch {quartiles(stable, '{:.0f}')} ({len(stable) / len(table):.1%} end at "
-                                f"100%); after epoch 1: {quartiles(table['accuracy_epoch_1'], '{:.1%}')} "
-                                f"(tutorial {claim['first_epoch_accuracy']:.1%})"}
+            row |= {
+                "statement": f"100% from epoch {figure} to the end",
+                "measured": f"100% from epoch {quartiles(stable, '{:.0f}')} ({len(stable) / len(table):.1%} end at "
+                f"100%); after epoch 1: {quartiles(table['accuracy_epoch_1'], '{:.1%}')} "
+                f"(tutorial {claim['first_epoch_accuracy']:.1%})",
+            }
         row |= {"share": float(holds.mean()), "verdict": verdict(float(holds.mean()), rule)}
         if kind in ("faster_than", "slower_than"):  # judged on the comparison; the figure's share stays shown
             row |= {"figure_share": row["share"]} | paired(claim, table, tables[claim["baseline"]], epochs)
@@ -115,27 +130,36 @@ def paired(claim: dict[str, Any], table: pd.DataFrame, baseline: pd.DataFrame, e
     word = "sooner" if claim["kind"] == "faster_than" else "later"
     return {
         "statement": f"{word} than {claim['baseline']} with the same seed (tutorial: epoch {claim['figures'][0]})",
-        "share": float(holds.mean()), "share_ci": (round(ci.low, 4), round(ci.high, 4)),
+        "share": float(holds.mean()),
+        "share_ci": (round(ci.low, 4), round(ci.high, 4)),
         "median_difference": float(np.median(difference)),
         "difference_ci": (float(boot.confidence_interval.low), float(boot.confidence_interval.high)),
         "verdict": paired_verdict(ci.low, ci.high),
     }
 
 
-def markdown(cfg: dict[str, Any], rows: list[dict[str, Any]], claims: list[dict[str, Any]],
-             metrics: dict[str, dict[str, Any]], seconds: float) -> str:
+def markdown(
+    cfg: dict[str, Any],
+    rows: list[dict[str, Any]],
+    claims: list[dict[str, Any]],
+    metrics: dict[str, dict[str, Any]],
+    seconds: float,
+) -> str:
     """reports/claims.md."""
     rule = cfg["verdict"]
     lines = [
-        "# The tutorials' claims, measured", "",
+        "# The tutorials' claims, measured",
+        "",
         f"Each experiment trained as {cfg['replicates']} copies seeded {cfg['seed']}..{cfg['seed'] + cfg['replicates'] - 1} "
         f"(`python -m pipeline.claims`, {seconds:.0f} s). A copy that never reaches 100% training accuracy is "
-        "censored at the last epoch, never dropped; epochs are Kaplan-Meier median [quartiles].", "",
+        "censored at the last epoch, never dropped; epochs are Kaplan-Meier median [quartiles].",
+        "",
         f"**Verdict rule.** A claim about one net is *consistent* when its statement holds for at least "
         f"{rule['consistent']:.0%} of seeds, *contradicted* when for fewer than {rule['contradicted']:.0%}, else "
         "*optimistic* (a lucky seed, not a typical one). A comparison of two nets is judged on paired seeds: "
         "*consistent* when the 95% Wilson interval of the share of seeds where it holds lies above 50%, "
-        "*contradicted* when below, *optimistic* when it straddles 50%.", "",
+        "*contradicted* when below, *optimistic* when it straddles 50%.",
+        "",
         "| claim | tutorial | figure | statement | measured | holds for | verdict |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -144,19 +168,34 @@ def markdown(cfg: dict[str, Any], rows: list[dict[str, Any]], claims: list[dict[
         share = f"{row['share']:.1%}"
         if "share_ci" in row:
             low, high = row["share_ci"]
-            share += f" (95% CI {low:.1%}-{high:.1%}); median difference {row['median_difference']:+.0f} epochs " \
-                     f"(95% CI {row['difference_ci'][0]:+.0f} to {row['difference_ci'][1]:+.0f}); " \
-                     f"100% by epoch {row['figure']}: {row['figure_share']:.1%} of seeds"
-        lines.append(f"| {row['claim']} | {text[row['claim']]} | {row['figure']} | {row['statement']} | "
-                     f"{row['measured']} | {share} | **{row['verdict']}** |")
-    lines += ["", "Training seconds per experiment (all copies at once): " + ", ".join(
-        f"`{name}` {m['train_seconds']:.2f}" for name, m in metrics.items()) + ".", "",
-        "![claims](claims.png)", ""]
+            share += (
+                f" (95% CI {low:.1%}-{high:.1%}); median difference {row['median_difference']:+.0f} epochs "
+                f"(95% CI {row['difference_ci'][0]:+.0f} to {row['difference_ci'][1]:+.0f}); "
+                f"100% by epoch {row['figure']}: {row['figure_share']:.1%} of seeds"
+            )
+        lines.append(
+            f"| {row['claim']} | {text[row['claim']]} | {row['figure']} | {row['statement']} | "
+            f"{row['measured']} | {share} | **{row['verdict']}** |"
+        )
+    lines += [
+        "",
+        "Training seconds per experiment (all copies at once): "
+        + ", ".join(f"`{name}` {m['train_seconds']:.2f}" for name, m in metrics.items())
+        + ".",
+        "",
+        "![claims](claims.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def picture(cfg: dict[str, Any], claims: list[dict[str, Any]], tables: dict[str, pd.DataFrame],
-            metrics: dict[str, dict[str, Any]], path: Path) -> None:
+def picture(
+    cfg: dict[str, Any],
+    claims: list[dict[str, Any]],
+    tables: dict[str, pd.DataFrame],
+    metrics: dict[str, dict[str, Any]],
+    path: Path,
+) -> None:
     """reports/claims.png: one panel per claim, the tutorial's figure marked on the measured distribution."""
     from pipeline import plots
 
@@ -173,7 +212,7 @@ def picture(cfg: dict[str, Any], claims: list[dict[str, Any]], tables: dict[str,
                 ax.axvline(figure, color="tab:red", linestyle=":", label=f"tutorial: epoch {figure}")
             ax.set_xscale("symlog", linthresh=10)
         elif claim["kind"] == "outputs_near":
-            outputs = table[[c for c in table if c.startswith("output_")]]
+            outputs = table[[c for c in table.columns if str(c).startswith("output_")]]
             ax.boxplot(outputs.to_numpy(), tick_labels=[f"row {i}" for i in range(outputs.shape[1])])
             ax.scatter(range(1, outputs.shape[1] + 1), claim["figures"], color="tab:red", zorder=3, label="tutorial")
             ax.set(ylabel="final output")
@@ -216,8 +255,11 @@ def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     picture(cfg, cfg["claims"], tables, metrics, reports / "claims.png")
     seconds = time.perf_counter() - start
     files.write_text(reports / "claims.md", markdown(cfg, rows, cfg["claims"], metrics, seconds))
-    files.write_json(reports / "claims.json", {f"claim_{r['claim']}_{r['figure']}": {
-        "share": round(r["share"], 4), "verdict": r["verdict"]} for r in rows} | {"seconds": round(seconds, 1)})
+    files.write_json(
+        reports / "claims.json",
+        {f"claim_{r['claim']}_{r['figure']}": {"share": round(r["share"], 4), "verdict": r["verdict"]} for r in rows}
+        | {"seconds": round(seconds, 1)},
+    )
     for row in rows:
         print(f"claim {row['claim']} ({row['figure']}): holds for {row['share']:.1%} -> {row['verdict']}")
     return rows
@@ -227,7 +269,7 @@ def main() -> None:
     raise_on_sigterm()
     skip_final_collection()
     try:
-        cfg = OmegaConf.to_container(compose_config(sys.argv[1:], config_name="claims"), resolve=True)
+        cfg = resolved(compose_config(sys.argv[1:], config_name="claims"))
         run(cfg)
     except PipelineError as error:
         report(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import functools
 import gc
@@ -14,7 +15,7 @@ from typing import Any
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError, Interrupted, PipelineError
 
@@ -24,19 +25,37 @@ EXIT_USER_ERROR = 2
 
 def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
     """The options of each config group: {'dataset': ['circles', ...], ...}."""
-    return {
-        group.name: sorted(p.stem for p in group.glob("*.yaml"))
-        for group in sorted(conf_dir.iterdir())
-        if group.is_dir()
-    }
+    return {group.name: sorted(p.stem for p in group.glob("*.yaml")) for group in sorted(conf_dir.iterdir()) if group.is_dir()}
+
+
+def command_line_overrides(args: list[str]) -> list[str]:
+    """The overrides among a Hydra app's arguments, i.e. all but its flags and their values (`--cfg job`, `-p key`)."""
+    # Hydra has no public parser of its command line; these are the flags of `--help` that take a value.
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    for flag in (
+        ("--cfg", "-c"),
+        ("--package", "-p"),
+        ("--config-path", "-cp"),
+        ("--config-name", "-cn"),
+        ("--config-dir", "-cd"),
+        ("--experimental-rerun",),
+    ):
+        parser.add_argument(*flag)
+    parser.add_argument(
+        "--info", "-i", nargs="?", choices=["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
+    )
+    parser.add_argument("overrides", nargs="*")
+    try:
+        known, _flags = parser.parse_known_args(args)
+    except argparse.ArgumentError:
+        return []  # Hydra's own parser then reports it
+    return list(known.overrides)
 
 
 def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Raise ConfigError for a group override naming an option that does not exist (e.g. dataset=foo)."""
-    from hydra._internal.utils import get_args_parser  # Hydra's own command line: `--cfg job`, `-p key`, ...
-
     options = group_options(conf_dir)
-    overrides = get_args_parser().parse_known_args(args)[0].overrides
+    overrides = command_line_overrides(args)
     for override in OverridesParser.create().parse_overrides(overrides):
         group = override.key_or_group
         if group not in options or override.is_delete():
@@ -63,20 +82,12 @@ def skip_final_collection() -> None:
     atexit.register(gc.freeze)
 
 
-@functools.cache
-def import_keras() -> types.ModuleType:
-    """Import Keras and TensorFlow once per process; keep the objects alive then out of every later cycle collection."""
-    # Their ~400k objects live as long as the process, yet the collector walked them during the import (~1.2 s)
-    # and in every full collection after it (~0.2 s, about once per job of a sweep).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        import keras
-    finally:
-        if enabled:
-            gc.enable()
-    gc.freeze()
-    return keras
+def resolved(cfg: Any) -> dict[str, Any]:
+    """A config node as plain dicts and lists, interpolations resolved."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(plain, dict):
+        raise TypeError(f"expected a config mapping, got {type(plain).__name__}")
+    return {str(k): v for k, v in plain.items()}
 
 
 def report(error: PipelineError) -> None:

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline import data
 from pipeline.errors import ConfigError
+from pipeline.values import is_int, is_real
 
 ENGINES = ("compiled", "fit", "numpy")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "swish", "gelu")
 NUMPY_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
 INITIALIZERS = (
-    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal",
-    "random_uniform", "random_normal", "truncated_normal", "orthogonal", "zeros", "ones",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_uniform",
+    "he_normal",
+    "lecun_uniform",
+    "lecun_normal",
+    "random_uniform",
+    "random_normal",
+    "truncated_normal",
+    "orthogonal",
+    "zeros",
+    "ones",
 )
 LOSSES = {
     "keras.losses.MeanSquaredError": "mean_squared_error",
@@ -40,8 +51,6 @@ def layer_specs(model_cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def check_training(cfg: Mapping[str, Any], n_features: int | None = None) -> None:
     """Check everything a training run reads: name, dataset, model, loss, optimizer, trainer."""
-    from pipeline import data  # data imports this module's helpers
-
     check_name(cfg.get("name"))
     data.check(cfg["dataset"])
     check_model(cfg["model"], n_features)
@@ -97,7 +106,8 @@ def check_loss(loss_cfg: Mapping[str, Any], output_activation: str) -> None:
             raise ConfigError("model.output.activation", output_activation, "linear when loss.from_logits=true")
     elif output_activation != "sigmoid":
         raise ConfigError(
-            "model.output.activation", output_activation,
+            "model.output.activation",
+            output_activation,
             "sigmoid for binary_crossentropy (or linear with loss.from_logits=true)",
         )
 
@@ -127,8 +137,11 @@ def check_trainer(trainer_cfg: Mapping[str, Any]) -> None:
         if not is_int(value) or value < 0:
             raise ConfigError(f"trainer.{key}", value, "an integer >= 0")
     if trainer_cfg.get("replicates", 1) > 1 and trainer_cfg["engine"] == "fit":
-        raise ConfigError("trainer.replicates", trainer_cfg["replicates"],
-                          "1 with trainer.engine=fit (copies train together with engine compiled or numpy)")
+        raise ConfigError(
+            "trainer.replicates",
+            trainer_cfg["replicates"],
+            "1 with trainer.engine=fit (copies train together with engine compiled or numpy)",
+        )
     if not is_real(trainer_cfg.get("max_weight", 1.0)) or trainer_cfg.get("max_weight", 1.0) <= 0:
         raise ConfigError("trainer.max_weight", trainer_cfg["max_weight"], "a positive finite number")
     for key in ("shuffle", "stop_at_convergence"):
@@ -143,15 +156,6 @@ def check_numpy_engine(cfg: Mapping[str, Any]) -> None:
     for i, spec in enumerate(layer_specs(cfg["model"])):
         if spec["activation"] not in NUMPY_ACTIVATIONS:
             key = f"model.hidden.{i}" if i < len(cfg["model"]["hidden"]) else "model.output"
-            raise ConfigError(f"{key}.activation", spec["activation"],
-                              f"one of {', '.join(NUMPY_ACTIVATIONS)} for trainer.engine=numpy")
-
-
-def is_int(value: Any) -> bool:
-    """True for an int that is not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_real(value: Any) -> bool:
-    """True for a finite int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            raise ConfigError(
+                f"{key}.activation", spec["activation"], f"one of {', '.join(NUMPY_ACTIVATIONS)} for trainer.engine=numpy"
+            )

@@ -16,7 +16,7 @@ def convergence_epochs(accuracy: np.ndarray, diverged_epoch: np.ndarray) -> tupl
     hit = accuracy >= 1.0
     ended = np.where(diverged_epoch > 0, diverged_epoch, epochs)  # a diverged copy is observed up to then
     hit &= np.arange(1, epochs + 1)[:, None] < ended[None, :] + 1
-    converged = hit.any(axis=0)
+    converged = np.asarray(hit.any(axis=0))
     return np.where(converged, hit.argmax(axis=0) + 1, ended), converged
 
 
@@ -40,7 +40,7 @@ def km_quantile(result: Any, q: float) -> int | None:
 
 def summary(epoch: np.ndarray, converged: np.ndarray) -> dict[str, Any]:
     """Share converged and the Kaplan-Meier median and quartiles of the convergence epoch."""
-    result = {"copies": int(len(epoch)), "converged_share": round(float(np.mean(converged)), 6)}
+    result: dict[str, Any] = {"copies": int(len(epoch)), "converged_share": round(float(np.mean(converged)), 6)}
     km = kaplan_meier(epoch, converged) if converged.any() else None
     for name, q in (("convergence_q25", 0.25), ("convergence_median", 0.5), ("convergence_q75", 0.75)):
         result[name] = km_quantile(km, q) if km is not None else None
@@ -51,15 +51,17 @@ def copies_table(replicates: Any, max_predictions: int = 16) -> pd.DataFrame:
     """One row per copy: seed, convergence, divergence, first-epoch and final metrics, and train-set outputs."""
     accuracy = replicates.columns["accuracy"]
     epoch, converged = convergence_epochs(accuracy, replicates.diverged_epoch)
-    table = pd.DataFrame({
-        "seed": replicates.seeds,
-        "convergence_epoch": np.where(converged, epoch, np.nan),  # NaN: censored at `observed_epochs`
-        "converged": converged,
-        "observed_epochs": epoch,
-        "stable_epoch": stable_epochs(accuracy),
-        "diverged_epoch": replicates.diverged_epoch,
-        "accuracy_epoch_1": accuracy[0],
-    })
+    table = pd.DataFrame(
+        {
+            "seed": replicates.seeds,
+            "convergence_epoch": np.where(converged, epoch, np.nan),  # NaN: censored at `observed_epochs`
+            "converged": converged,
+            "observed_epochs": epoch,
+            "stable_epoch": stable_epochs(accuracy),
+            "diverged_epoch": replicates.diverged_epoch,
+            "accuracy_epoch_1": accuracy[0],
+        }
+    )
     for name, values in replicates.final.items():
         table[name] = values
     if replicates.predictions.shape[1] <= max_predictions:  # the 4-row tables: the outputs people quote
@@ -77,8 +79,10 @@ def table_summary(table: pd.DataFrame) -> dict[str, Any]:
     result = summary(table["observed_epochs"].to_numpy(), table["converged"].to_numpy())
     loss, accuracy = table["train_loss"], table["train_accuracy"]
     return result | {
-        "train_loss": _round(loss.median()), "train_loss_q25": _round(loss.quantile(0.25)),
-        "train_loss_q75": _round(loss.quantile(0.75)), "train_accuracy": _round(accuracy.mean()),
+        "train_loss": _round(loss.median()),
+        "train_loss_q25": _round(loss.quantile(0.25)),
+        "train_loss_q75": _round(loss.quantile(0.75)),
+        "train_accuracy": _round(accuracy.mean()),
         "train_accuracy_share_100": _round((accuracy >= 1.0).mean()),
         "diverged_share": _round((table["diverged_epoch"] > 0).mean()),
     }
@@ -92,12 +96,13 @@ def epoch_bands(replicates: Any, table: pd.DataFrame) -> pd.DataFrame:
     for name, values in replicates.columns.items():
         if name.endswith("loss"):
             frame[f"{name}_q25"], frame[f"{name}_median"], frame[f"{name}_q75"] = np.nanquantile(
-                values, [0.25, 0.5, 0.75], axis=1)
+                values, [0.25, 0.5, 0.75], axis=1
+            )
         else:
             frame[f"{name}_mean"] = np.nanmean(values, axis=1)
     frame["converged_share"] = ((epoch[None, :] <= epochs[:, None]) & converged[None, :]).mean(axis=1)
     return frame
 
 
-def _round(value: float) -> float | None:
+def _round(value: Any) -> float | None:
     return None if pd.isna(value) else round(float(value), 8)

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import is_int as _is_int
-from pipeline.config import is_real as _is_real
 from pipeline.errors import ConfigError, DataError
 from pipeline.files import atomic_path
+from pipeline.values import is_int, is_real
 
 Arrays = tuple[np.ndarray, np.ndarray]
 TRUTH_TABLE = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
@@ -76,9 +75,7 @@ def xor_noisy(n_samples: int, noise: float, seed: int) -> Arrays:
     return x + rng.normal(0.0, noise, x.shape), y
 
 
-GENERATORS: dict[str, Callable[..., Arrays]] = {
-    f.__name__: f for f in (xor, xor_bias, circles, moons, spiral, gauss, xor_noisy)
-}
+GENERATORS: dict[str, Callable[..., Arrays]] = {f.__name__: f for f in (xor, xor_bias, circles, moons, spiral, gauss, xor_noisy)}
 
 
 def check(cfg: Mapping[str, Any]) -> None:
@@ -91,15 +88,20 @@ def check(cfg: Mapping[str, Any]) -> None:
     if missing:
         raise ConfigError(f"dataset.{missing[0]}", None, f"dataset '{name}' needs it set")
     if "n_samples" in params:
-        _require(cfg, "n_samples", _is_int(cfg["n_samples"]) and cfg["n_samples"] >= 4, "an integer >= 4")
+        _require(cfg, "n_samples", is_int(cfg["n_samples"]) and cfg["n_samples"] >= 4, "an integer >= 4")
     if "noise" in params:
-        _require(cfg, "noise", _is_real(cfg["noise"]) and cfg["noise"] >= 0, "a finite number >= 0")
+        _require(cfg, "noise", is_real(cfg["noise"]) and cfg["noise"] >= 0, "a finite number >= 0")
     if "factor" in params:
-        _require(cfg, "factor", _is_real(cfg["factor"]) and 0 <= cfg["factor"] < 1, "a number in [0, 1)")
+        _require(cfg, "factor", is_real(cfg["factor"]) and 0 <= cfg["factor"] < 1, "a number in [0, 1)")
     if "seed" in params:
-        _require(cfg, "seed", _is_int(cfg["seed"]) and cfg["seed"] >= 0, "an integer >= 0")
+        _require(cfg, "seed", is_int(cfg["seed"]) and cfg["seed"] >= 0, "an integer >= 0")
     fraction = cfg.get("test_fraction", 0.0)
-    _require(cfg, "test_fraction", _is_real(fraction) and 0 <= fraction < 1, "a number in [0, 1)")
+    _require(cfg, "test_fraction", is_real(fraction) and 0 <= fraction < 1, "a number in [0, 1)")
+
+
+def csv_path(cfg: Mapping[str, Any]) -> Path:
+    """The dataset CSV a run reads: <paths.data>/<dataset.name>.csv."""
+    return Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv"
 
 
 def generate(cfg: Mapping[str, Any]) -> pd.DataFrame:
@@ -114,9 +116,7 @@ def generate(cfg: Mapping[str, Any]) -> pd.DataFrame:
         from sklearn.model_selection import train_test_split
 
         try:
-            _, test_index = train_test_split(
-                np.arange(len(y)), test_size=fraction, stratify=y, random_state=cfg.get("seed", 0)
-            )
+            _, test_index = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y, random_state=cfg.get("seed", 0))
         except ValueError as error:
             raise ConfigError("dataset.test_fraction", fraction, f"a split scikit-learn accepts ({error})") from None
         split[test_index] = "test"

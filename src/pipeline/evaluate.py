@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipeline import config, data, files, plots
-from pipeline.cli import hydra_app, import_keras
+from pipeline import import_keras
+from pipeline.cli import hydra_app, resolved
 from pipeline.errors import DataError
 
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
@@ -52,8 +53,9 @@ def snapshot_predictors(model: Any, folder: Path, from_logits: bool) -> list[tup
         raise DataError(path, "no such snapshots file; train first")
     with np.load(path, allow_pickle=False) as archive:
         epochs = sorted({int(k.split("_")[0][5:]) for k in archive.files})
-        weights = {e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))]
-                   for e in epochs}
+        weights = {
+            e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))] for e in epochs
+        }
     if isinstance(model, MLP):
         frames = [MLP.from_parameters(weights[e], model.b is not None, model.activations) for e in epochs]
         return [(e, predictor(frame, from_logits)) for e, frame in zip(epochs, frames)]
@@ -65,6 +67,7 @@ def snapshot_predictors(model: Any, folder: Path, from_logits: bool) -> list[tup
         def predict(x: np.ndarray) -> np.ndarray:
             replica.set_weights(w)
             return predictor(replica, from_logits)(x)
+
         return predict
 
     return [(e, keras_frame(weights[e])) for e in epochs]
@@ -92,7 +95,8 @@ def split_metrics(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.nda
     tn, fp, fn, tp = skm.confusion_matrix(truth, guess, labels=[0, 1]).ravel()
     auc = skm.roc_auc_score(truth, p) if len(set(truth)) == 2 else None
     return {
-        "loss": loss, "accuracy": accuracy,
+        "loss": loss,
+        "accuracy": accuracy,
         "precision": round(float(skm.precision_score(truth, guess, zero_division=0)), 6),
         "recall": round(float(skm.recall_score(truth, guess, zero_division=0)), 6),
         "f1": round(float(skm.f1_score(truth, guess, zero_division=0)), 6),
@@ -107,8 +111,10 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     from_logits = bool(cfg["loss"].get("from_logits"))
     history = _read_history(folder / "history.csv")
     trained = json.loads((folder / "metrics.json").read_text())
-    metrics = {"train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train),
-               "test": split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test)}
+    metrics: dict[str, Any] = {
+        "train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train),
+        "test": split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test),
+    }
     probability = np.ravel(predictor(model, from_logits)(dataset.x_train))
     metrics["rounded_predictions"] = " ".join(str(int(v)) for v in np.round(probability[:8]))
     table = pd.DataFrame(dataset.x_train, columns=[f"x{i + 1}" for i in range(dataset.n_features)])
@@ -141,7 +147,7 @@ def log_to_run(cfg: dict[str, Any], run_id: str, metrics: dict[str, Any], pictur
 
 def run(cfg: DictConfig) -> None:
     """Hydra task: evaluate results/<name>/ and log into its MLflow run."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = resolved(cfg)
     folder = Path(plain["paths"]["results"]) / plain["name"]
     evaluate_folder(plain, folder)
 
@@ -159,7 +165,7 @@ def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 def check(cfg: DictConfig) -> None:
     """Reject a bad config, or a missing model, before anything is written."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = resolved(cfg)
     config.check_training(plain)
     folder = Path(plain["paths"]["results"]) / plain["name"]
     if not (folder / "model.keras").is_file() and not (folder / "model.npz").is_file():

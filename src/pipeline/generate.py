@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from pipeline import data, plots
-from pipeline.cli import hydra_app
+from pipeline.cli import hydra_app, resolved
 
 
 def generate(dataset_cfg: dict, data_dir: str | Path) -> tuple[Path, Path]:
@@ -21,13 +21,13 @@ def generate(dataset_cfg: dict, data_dir: str | Path) -> tuple[Path, Path]:
 
 def run(cfg: DictConfig) -> None:
     """Hydra task: generate `cfg.dataset` into `cfg.paths.data`."""
-    csv, png = generate(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.paths.data)
+    csv, png = generate(resolved(cfg.dataset), cfg.paths.data)
     print(f"wrote {csv} and {png}")
 
 
 def check(cfg: DictConfig) -> None:
     """Reject a bad `dataset` config before anything is written."""
-    data.check(OmegaConf.to_container(cfg.dataset, resolve=True))
+    data.check(resolved(cfg.dataset))
 
 
 main = hydra_app(run, check)

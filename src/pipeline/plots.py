@@ -28,8 +28,7 @@ def scatter_classes(ax: plt.Axes, x: np.ndarray, y: np.ndarray, label_suffix: st
     y = np.ravel(y)
     size = 80 if len(y) <= 50 else 18  # the 4-row tables need visible points
     ax.scatter(x[y == 0, 0], x[y == 0, 1], c="tab:blue", marker="o", s=size, label=f"class 0{label_suffix}", **style)
-    ax.scatter(x[y == 1, 0], x[y == 1, 1], c="tab:red", marker="x", s=size * 1.3, label=f"class 1{label_suffix}",
-               **style)
+    ax.scatter(x[y == 1, 0], x[y == 1, 1], c="tab:red", marker="x", s=size * 1.3, label=f"class 1{label_suffix}", **style)
 
 
 def dataset_scatter(frame: pd.DataFrame, title: str, path: str | Path) -> None:
@@ -87,8 +86,9 @@ def draw_boundary(ax: plt.Axes, grid: Grid, probability: np.ndarray, dataset: Da
     if dataset.has_test:
         test = dataset.x_test[:, [f0, f1]]
         y = np.ravel(dataset.y_test)
-        ax.scatter(test[y == 0, 0], test[y == 0, 1], facecolors="none", edgecolors="navy", marker="o", s=22,
-                   label="class 0 (test)")
+        ax.scatter(
+            test[y == 0, 0], test[y == 0, 1], facecolors="none", edgecolors="navy", marker="o", s=22, label="class 0 (test)"
+        )
         ax.scatter(test[y == 1, 0], test[y == 1, 1], c="darkred", marker="+", s=30, label="class 1 (test)")
     ax.set(xlabel=f"x{f0 + 1}", ylabel=f"x{f1 + 1}")
     if colorbar:
@@ -122,8 +122,9 @@ def learning_curves(history: pd.DataFrame, convergence_epoch: int | None, title:
     save_figure(fig, path)
 
 
-def boundary_evolution(frames: list[tuple[int, Predict]], dataset: Dataset, title: str, path: str | Path,
-                       resolution: int = 80) -> None:
+def boundary_evolution(
+    frames: list[tuple[int, Predict]], dataset: Dataset, title: str, path: str | Path, resolution: int = 80
+) -> None:
     """Save an animated GIF of the decision boundary at each (epoch, predict) frame."""
     from PIL import Image
 
@@ -134,22 +135,23 @@ def boundary_evolution(frames: list[tuple[int, Predict]], dataset: Dataset, titl
         draw_boundary(ax, grid, grid.surface(predict), dataset, colorbar=False)
         ax.set_title(f"{title}: epoch {epoch}")
         fig.canvas.draw()
-        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("P", palette=Image.ADAPTIVE))
+        rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]  # the Agg canvas, selected above
+        images.append(Image.fromarray(rgba).convert("P", palette=Image.Palette.ADAPTIVE))
         plt.close(fig)
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=250, loop=0)
 
 
-def neuron_maps(activations: Callable[[np.ndarray], np.ndarray], dataset: Dataset, title: str,
-                path: str | Path, resolution: int = 60) -> None:
+def neuron_maps(
+    activations: Callable[[np.ndarray], np.ndarray], dataset: Dataset, title: str, path: str | Path, resolution: int = 60
+) -> None:
     """Save one small heatmap per unit of the first hidden layer: its activation over the input plane."""
     grid = Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features[:2], resolution)
     values = np.asarray(activations(grid.points))
     units = values.shape[1]
     columns = min(units, 8)
     rows = -(-units // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows + 0.5), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows + 0.5), squeeze=False, layout="constrained")
     for unit, ax in enumerate(axes.flat):
         ax.set_xticks([]), ax.set_yticks([])
         if unit >= units:
@@ -185,8 +187,12 @@ def convergence(table: pd.DataFrame, km, epochs: int, title: str, path: str | Pa
     positive = loss[loss > 0]
     bins = np.geomspace(positive.min(), positive.max(), 40) if positive.size and positive.max() > positive.min() else 40
     axes[2].hist(loss, bins=bins, color="tab:purple")
-    axes[2].set(xscale="log" if positive.size == loss.size else "linear", xlabel="final training loss",
-                ylabel="copies", title="final loss")
+    axes[2].set(
+        xscale="log" if positive.size == loss.size else "linear",
+        xlabel="final training loss",
+        ylabel="copies",
+        title="final loss",
+    )
     values, counts = np.unique(np.round(table["train_accuracy"], 4), return_counts=True)
     axes[3].bar([f"{v:.0%}" if len(values) <= 8 else f"{v:.3f}" for v in values], counts, color="tab:orange")
     axes[3].set(xlabel="final training accuracy", ylabel="copies", title="final accuracy")

@@ -11,7 +11,6 @@ import pandas as pd
 
 from pipeline import convergence, data, files
 from pipeline.errors import DivergedError
-from pipeline.train import data_file
 
 
 def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Any:
@@ -20,7 +19,7 @@ def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Any:
 
     from pipeline import backprop, models
     from pipeline.engines import replicated
-    from pipeline.train import schedule_from
+    from pipeline.engines import schedule_from
 
     trainer = cfg["trainer"]
     tf.config.experimental.enable_op_determinism()
@@ -29,17 +28,16 @@ def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Any:
     if trainer["engine"] == "numpy":
         seeds = trainer["seed"] + np.arange(copies)
         stacked = replicated.StackedMLP(cfg["model"], dataset.n_features, seeds)
-        mlp = backprop.MLP.from_parameters([v.numpy() for v in stacked.variables], stacked.use_bias,
-                                           stacked.activations)
+        mlp = backprop.MLP.from_parameters([v.numpy() for v in stacked.variables], stacked.use_bias, stacked.activations)
         cost = backprop.Cost.from_config(cfg["loss"])
         return backprop.train_replicates(mlp, cost, cfg["optimizer"]["learning_rate"], dataset, schedule, seeds)
     threshold = 0.0 if cfg["loss"].get("from_logits") else 0.5
-    return replicated.train(cfg["model"], models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"]),
-                            dataset, schedule, copies, threshold)
+    return replicated.train(
+        cfg["model"], models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"]), dataset, schedule, copies, threshold
+    )
 
 
-def save_outputs(out: Path, replicates: Any, table: pd.DataFrame, metrics: dict[str, Any],
-                 timing: dict[str, Any]) -> list[Path]:
+def save_outputs(out: Path, replicates: Any, table: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any]) -> list[Path]:
     """Write replicates.csv, history.csv (per-epoch bands), metrics.json, timing.json, weights.npz and the plot."""
     from pipeline import plots
 
@@ -66,7 +64,9 @@ def train_replicates(cfg: dict[str, Any], dataset: data.Dataset, out: Path, run:
         raise DivergedError(int(replicates.diverged_epoch.min()))
     table = convergence.copies_table(replicates)
     metrics = convergence.table_summary(table) | {
-        "epochs_run": replicates.epochs_run, "engine": cfg["trainer"]["engine"], "seed": cfg["trainer"]["seed"],
+        "epochs_run": replicates.epochs_run,
+        "engine": cfg["trainer"]["engine"],
+        "seed": cfg["trainer"]["seed"],
     }
     timing = {"train_seconds": round(replicates.seconds, 4)}
     run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
@@ -82,10 +82,16 @@ def log_replicates(run: Any, cfg: dict[str, Any], out: Path, written: list[Path]
     """Per-epoch bands as metrics with step=epoch, the summary as final metrics, the outputs as artifacts."""
     bands = pd.read_csv(out / "history.csv")
     run.log_series({k: bands[k].tolist() for k in bands.columns if k != "epoch"})
-    run.log_metrics({k: v for k, v in metrics.items()  # converged_share's last step is already the final value
-                     if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in bands}, step=len(bands))
+    run.log_metrics(
+        {
+            k: v
+            for k, v in metrics.items()  # converged_share's last step is already the final value
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in bands
+        },
+        step=len(bands),
+    )
     for path in written:
         run.log_artifact(path, "plots" if path.suffix == ".png" else "results")
     for name in ("metrics.json", "timing.json"):
         run.log_artifact(out / name, "results")
-    run.log_dataset_file(data_file(cfg), cfg["dataset"]["name"])
+    run.log_dataset_file(data.csv_path(cfg), cfg["dataset"]["name"])

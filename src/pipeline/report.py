@@ -7,14 +7,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
 
 from pipeline import config, files
-from pipeline.cli import compose_config
+from pipeline.cli import compose_config, resolved
 from pipeline.errors import DataError
 
-COLUMNS = ["experiment", "dataset", "architecture", "optimizer", "epochs", "train accuracy", "test accuracy",
-           "train loss", "convergence epoch", "training s", "decision boundary"]
+COLUMNS = [
+    "experiment",
+    "dataset",
+    "architecture",
+    "optimizer",
+    "epochs",
+    "train accuracy",
+    "test accuracy",
+    "train loss",
+    "convergence epoch",
+    "training s",
+    "decision boundary",
+]
 
 
 def architecture(cfg: dict[str, Any], n_features: int) -> str:
@@ -25,27 +35,38 @@ def architecture(cfg: dict[str, Any], n_features: int) -> str:
 
 def row(name: str, root: Path) -> list[str]:
     """One experiment's row, read from its config and its results folder."""
-    cfg = OmegaConf.to_container(compose_config([f"experiment={name}", f"paths.root={root}"]), resolve=True)
+    cfg = resolved(compose_config([f"experiment={name}", f"paths.root={root}"]))
     folder = Path(cfg["paths"]["results"]) / name
     metrics, timing, evaluation = (_read(folder / f) for f in ("metrics.json", "timing.json", "evaluation.json"))
     n_features = 3 if cfg["dataset"]["name"] == "xor_bias" else 2
     optimizer = cfg["optimizer"]["_target_"].rsplit(".", 1)[-1]
     thumbnail = f'<img src="../results/{name}/plots/decision_boundary.png" width="180">'
     return [
-        f"`{name}`", cfg["dataset"]["name"], architecture(cfg, n_features),
-        f"{optimizer} lr {cfg['optimizer']['learning_rate']:g}", str(metrics["epochs_run"]),
-        f"{evaluation['train']['accuracy']:.1%}", f"{evaluation['test']['accuracy']:.1%}",
-        f"{evaluation['train']['loss']:.4g}", str(metrics["convergence_epoch"] or "never"),
-        f"{timing['train_seconds']:.2f}", thumbnail,
+        f"`{name}`",
+        cfg["dataset"]["name"],
+        architecture(cfg, n_features),
+        f"{optimizer} lr {cfg['optimizer']['learning_rate']:g}",
+        str(metrics["epochs_run"]),
+        f"{evaluation['train']['accuracy']:.1%}",
+        f"{evaluation['test']['accuracy']:.1%}",
+        f"{evaluation['train']['loss']:.4g}",
+        str(metrics["convergence_epoch"] or "never"),
+        f"{timing['train_seconds']:.2f}",
+        thumbnail,
     ]
 
 
 def summary(names: list[str], root: Path) -> str:
     """The Markdown summary table of every named experiment."""
-    lines = ["# Named experiments", "",
-             "One row per experiment of `params.yaml`, as `dvc repro` last trained it. Convergence epoch: the first",
-             "epoch whose training accuracy is 100%. Pictures: `results/<experiment>/plots/`.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [
+        "# Named experiments",
+        "",
+        "One row per experiment of `params.yaml`, as `dvc repro` last trained it. Convergence epoch: the first",
+        "epoch whose training accuracy is 100%. Pictures: `results/<experiment>/plots/`.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
     lines += ["| " + " | ".join(row(name, root)) + " |" for name in names]
     return "\n".join(lines) + "\n"
 

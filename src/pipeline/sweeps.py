@@ -1,5 +1,5 @@
 """Hydra sweeps in MLflow: a parent run per multirun, its jobs as children, a summary table and heatmap; thread shares
-and joblib workers started at the sweep's start."""
+for parallel jobs."""
 
 from __future__ import annotations
 
@@ -21,8 +21,16 @@ class SweepCallback(Callback):
     machines), so `on_job_start` hands each job the parent's id and the tracking URI in its own process.
     """
 
-    SUMMARY_METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "convergence_epoch", "train_seconds",
-                       "converged_share", "convergence_median")  # the last two: replicated jobs
+    SUMMARY_METRICS = (
+        "train_loss",
+        "train_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "convergence_epoch",
+        "train_seconds",
+        "converged_share",
+        "convergence_median",
+    )  # the last two: replicated jobs
 
     def __init__(self, metric: str = "train_loss", mode: str = "min") -> None:
         self.metric, self.mode = metric, mode
@@ -38,9 +46,10 @@ class SweepCallback(Callback):
         from mlflow.tracking import MlflowClient
         from omegaconf import OmegaConf
 
+        from pipeline.cli import resolved
         from pipeline.tracking import experiment_for, flatten, git_tags, tracking_uri
 
-        tracking_cfg = OmegaConf.to_container(config.tracking, resolve=True)
+        tracking_cfg = resolved(config.tracking)
         if not tracking_cfg.get("enabled", True):
             return
         root = config.paths.root
@@ -54,8 +63,15 @@ class SweepCallback(Callback):
         tags = {**git_tags(root), "sweep": "true", "overrides": " ".join(overrides)}
         name = f"{config.name}-sweep"
         self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
-        self.client.log_batch(self.run_id, params=[Param(k, v) for k, v in flatten(
-            {"sweep": {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}}).items()])
+        self.client.log_batch(
+            self.run_id,
+            params=[
+                Param(k, v)
+                for k, v in flatten(
+                    {"sweep": {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}}
+                ).items()
+            ],
+        )
         import atexit
 
         atexit.register(self._end_if_running, "FAILED")
@@ -80,12 +96,14 @@ class SweepCallback(Callback):
 
     def log_summary(self) -> None:
         """Log every child's swept params and final metrics as summary.csv, and tag the best child."""
+        run_id = self.parent_run_id()
         import pandas as pd
         from mlflow.entities import Metric, RunTag
 
         children = self.client.search_runs(
-            [self.client.get_run(self.run_id).info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'", max_results=10000,
+            [self.client.get_run(run_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+            max_results=10000,
         )
         rows = [
             {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status}
@@ -94,22 +112,24 @@ class SweepCallback(Callback):
             for r in children
         ]
         table = pd.DataFrame(rows)
-        self.client.log_text(self.run_id, table.to_csv(index=False), "summary.csv")
+        self.client.log_text(run_id, table.to_csv(index=False), "summary.csv")
         # Only finished children rank: a Ray task whose worker died is rerun, its first attempt left KILLED.
         ranked = table[table["status"] == "FINISHED"].dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
         if not ranked.empty:
             best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
-            self.client.log_batch(self.run_id, metrics=[Metric(f"best_{self.metric}", float(best[self.metric]),
-                                                                int(time.time() * 1000), 0)],
-                                  tags=[RunTag("best_run_id", best["run_id"])])
+            self.client.log_batch(
+                run_id,
+                metrics=[Metric(f"best_{self.metric}", float(best[self.metric]), int(time.time() * 1000), 0)],
+                tags=[RunTag("best_run_id", best["run_id"])],
+            )
             self.client.set_tag(best["run_id"], "best_in_sweep", "true")
-        self.client.log_batch(self.run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
+        self.client.log_batch(run_id, metrics=[Metric("children", len(table), int(time.time() * 1000), 0)])
         if len(self.swept) >= 2 and not ranked.empty:
-            self.client.log_figure(self.run_id, sweep_heatmap(ranked, self.swept[0], self.swept[1], self.metric),
-                                   "sweep_heatmap.png")
+            self.client.log_figure(run_id, sweep_heatmap(ranked, self.swept[0], self.swept[1], self.metric), "sweep_heatmap.png")
 
     def log_search_result(self) -> None:
         """Log an Optuna study's best params (`best.<key>`) and value to the parent run."""
+        run_id = self.parent_run_id()
         import yaml
         from mlflow.entities import Metric, Param
 
@@ -118,9 +138,18 @@ class SweepCallback(Callback):
             return
         result = yaml.safe_load(path.read_text())
         params = {f"best.{k}": v for k, v in result.get("best_params", {}).items()}
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                              metrics=[Metric("best_value", float(result["best_value"]), int(time.time() * 1000), 0)])
-        self.client.log_artifact(self.run_id, str(path))
+        self.client.log_batch(
+            run_id,
+            params=[Param(k, str(v)) for k, v in params.items()],
+            metrics=[Metric("best_value", float(result["best_value"]), int(time.time() * 1000), 0)],
+        )
+        self.client.log_artifact(run_id, str(path))
+
+    def parent_run_id(self) -> str:
+        """The sweep's parent run, once `on_multirun_start` has opened it."""
+        if self.run_id is None:
+            raise RuntimeError("the sweep has no parent run")
+        return self.run_id
 
     def _end_if_running(self, status: str) -> None:
         with contextlib.suppress(Exception):
@@ -139,66 +168,6 @@ class ThreadsPerJob(Callback):
         threads = job_threads(config.hydra.launcher, available_cores())
         if threads is not None:  # read when TensorFlow starts, i.e. at this worker's first job
             share_cores(threads)
-
-
-class StartJoblibWorkers(Callback):
-    """Hydra callback: a joblib sweep's workers import TensorFlow and start their tracking helpers right away.
-
-    joblib starts its workers when the first jobs arrive, after the parent has set up its sweep and MLflow run (5.6 s
-    into a 4-job sweep on 2 cores); started here, they import TensorFlow meanwhile. The launcher's own `Parallel`
-    call reuses them (same backend and settings).
-    """
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {}  # Hydra ships its callbacks to every job; the starts' results stay with the parent
-
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        launcher = config.hydra.launcher
-        if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
-            return
-        from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
-        from joblib import Parallel, delayed
-        from omegaconf import OmegaConf
-
-        args = {k: v for k, v in OmegaConf.to_container(launcher, resolve=True).items() if k != "_target_"}
-        args["backend"] = "loky"  # what the launcher's Parallel gets, so that it reuses these workers
-        process_joblib_cfg(args)
-        cores = available_cores()
-        workers = min(joblib_workers(launcher, cores), grid_size(list(config.hydra.overrides.task)))
-        tracked = bool(OmegaConf.select(config, "tracking.enabled", default=True))
-        # Each start takes seconds, so each worker takes one; waited for at the sweep's end, when long done.
-        self.started = Parallel(**args, return_as="generator_unordered")(
-            delayed(start_worker)(job_threads(launcher, cores), tracked) for _ in range(workers))
-
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        list(getattr(self, "started", ()))
-
-
-def start_worker(threads: int, tracked: bool) -> int:
-    """In a joblib worker: import Keras with `threads` per TensorFlow pool, start the tracking helper; the pid."""
-    from pipeline import tracking_process
-    from pipeline.cli import import_keras
-
-    share_cores(threads)
-    if tracked:
-        tracking_process.helper()
-    import_keras()
-    return os.getpid()
-
-
-def grid_size(overrides: list[str]) -> int | float:
-    """How many jobs a grid of these overrides has (inf when a sweep is not a list, e.g. Optuna's intervals)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    size: int | float = 1
-    for override in OverridesParser.create().parse_overrides(overrides):
-        if override.is_sweep_override():
-            try:
-                size *= len(list(override.sweep_iterator()))
-            except HydraException:  # an interval or another sweep that is not a list
-                return float("inf")
-    return size
 
 
 def available_cores() -> int:

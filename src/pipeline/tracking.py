@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import subprocess
 import time
 import types
@@ -15,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline.tracking_process import PARENT_RUN_ENV
+import pipeline
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "failed to resolve pip version": pins are explicit
@@ -55,6 +55,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
 
 def git_tags(root: str | Path) -> dict[str, str]:
     """The git commit and whether the work tree has uncommitted changes."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
 
@@ -73,7 +74,7 @@ class Run:
     def log_params(self, params: Mapping[str, Any]) -> None:
         entries = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(entries), MAX_PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, params=entries[i:i + MAX_PARAMS_PER_CALL])
+            self.client.log_batch(self.run_id, params=entries[i : i + MAX_PARAMS_PER_CALL])
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         """The config as params with dotted keys (see `flatten`)."""
@@ -93,7 +94,7 @@ class Run:
 
     def _log_metric_entries(self, entries: list[Metric]) -> None:
         for i in range(0, len(entries), MAX_METRICS_PER_CALL):
-            self.client.log_batch(self.run_id, metrics=entries[i:i + MAX_METRICS_PER_CALL])
+            self.client.log_batch(self.run_id, metrics=entries[i : i + MAX_METRICS_PER_CALL])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -104,17 +105,25 @@ class Run:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
-    def log_keras_model_file(self, path: str | Path, example: Any, output: Any, backend: str) -> str:
-        """Log a saved `.keras` file as MLflow's Keras flavour, with signature and input example; return its URI.
+    def log_keras_model_file(self, path: str | Path, example: Any, output: Any) -> str:
+        """Log a saved `.keras` file through MLflow's Keras flavour, with signature and input example; return its URI.
 
-        `output` is the model's prediction for `example` (for the signature); `backend` is Keras's backend.
+        `output` is the model's prediction for `example` (for the signature).
         """
-        from mlflow.models import Model
+        from mlflow.models import Model, infer_signature
 
+        keras = pipeline.import_keras()
+        example = np.asarray(example, dtype=np.float32)
         info = Model.log(
-            artifact_path=None, name="model", flavor=_KERAS_FLAVOR, run_id=self.run_id, model=str(path),
-            keras_backend=backend, validate_serving_input=False,  # a Keras predict call; tests load the model and predict
-            **keras_model_extras(example, output),
+            artifact_path=None,
+            name="model",
+            flavor=KERAS_FLAVOR,
+            run_id=self.run_id,
+            model=keras.saving.load_model(path),
+            input_example=example,
+            signature=infer_signature(example, np.asarray(output, dtype=np.float32)),
+            pip_requirements=pinned("keras", "tensorflow-cpu", "tensorflow", "numpy"),
+            validate_serving_input=False,  # a Keras predict call; tests load the model and predict
         )
         return info.model_uri
 
@@ -131,7 +140,9 @@ class Run:
         """Record the dataset as a run input, named after it, with its file's hash."""
         from mlflow.exceptions import MlflowException
 
-        dataset = mlflow.data.from_pandas(frame, source=str(source), name=name, targets="label", digest=digest)
+        from mlflow.data.pandas_dataset import from_pandas
+
+        dataset = from_pandas(frame, source=str(source), name=name, targets="label", digest=digest)
         for attempt in range(3):
             try:
                 mlflow.log_input(dataset, context="training")  # the run is the fluent API's active run
@@ -143,65 +154,23 @@ class Run:
                     raise
 
 
-def save_keras_file(path: str, model: str, mlflow_model: Any, signature: Any, input_example: Any,
-                    pip_requirements: list[str], keras_backend: str, validate_serving_input: bool = False) -> None:
-    """Write the folder `mlflow.keras.save_model` writes, around the `.keras` file at `model`.
+def save_keras_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
+    """`mlflow.keras.save_model`, into a folder made first: MLflow 3.17 writes the input example before it makes it.
 
-    By hand because mlflow.keras imports Keras, hence TensorFlow (3 s of CPU), only to save the model again and read
-    Keras's version; tests/test_tracking.py compares this folder with the one mlflow.keras.save_model writes.
-    `validate_serving_input` is Model.log's own option, which it passes on to every flavour.
+    `validate_serving_input` is Model.log's own option, which it also hands to the flavour.
     """
-    from importlib import metadata
+    import mlflow.keras
 
-    import yaml
-    from mlflow import pyfunc
-    from mlflow.models.utils import _save_example
-    from mlflow.utils.environment import _process_pip_requirements, _PythonEnv
-    from mlflow.utils.file_utils import get_total_file_size
-
-    os.makedirs(os.path.join(path, "data"))
-    mlflow_model.signature = signature
-    _save_example(mlflow_model, input_example, path)
-    Path(path, "data", "keras_module.txt").write_text("keras")
-    shutil.copyfile(model, os.path.join(path, "data", "model.keras"))
-    mlflow_model.add_flavor("keras", data="data", keras_version=metadata.version("keras"), keras_backend=keras_backend,
-                            save_exported_model=False)
-    pyfunc.add_to_model(mlflow_model, loader_module="mlflow.keras", conda_env="conda.yaml", python_env="python_env.yaml")
-    mlflow_model.model_size_bytes = get_total_file_size(path)
-    mlflow_model.save(os.path.join(path, "MLmodel"))
-    conda_env, requirements, _constraints = _process_pip_requirements(None, pip_requirements, None)  # exact pins: none
-    Path(path, "conda.yaml").write_text(yaml.safe_dump(conda_env, default_flow_style=False))
-    Path(path, "requirements.txt").write_text("\n".join(requirements))
-    _PythonEnv.current().to_yaml(os.path.join(path, "python_env.yaml"))
+    os.makedirs(path, exist_ok=True)
+    mlflow.keras.save_model(path=path, **kwargs)
 
 
-_KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_keras_file)
+# Model.log's `flavor`: MLflow's Keras flavour with the save_model above.
+KERAS_FLAVOR = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_keras_model)
 
 
-def warm_up_model_logging() -> None:
-    """Write a model folder once (MLflow's imports, its installed-package scan), so the real model logs fast."""
-    import tempfile
-
-    from mlflow.models import Model
-
-    with tempfile.TemporaryDirectory() as folder:
-        empty = Path(folder, "empty.keras")
-        empty.touch()
-        save_keras_file(os.path.join(folder, "model"), str(empty), Model(), keras_backend="tensorflow",
-                        **keras_model_extras([[0.0, 0.0]], [[0.0]]))
-
-
-def keras_model_extras(example: Any, output: Any) -> dict[str, Any]:
-    """What every logged Keras model carries: input example, signature from an output, pinned requirements."""
-    import numpy as np
-    from mlflow.models import infer_signature
-
-    example = np.asarray(example, dtype=np.float32)
-    return {"input_example": example, "signature": infer_signature(example, np.asarray(output, dtype=np.float32)),
-            "pip_requirements": _pinned("keras", "tensorflow-cpu", "tensorflow", "numpy")}
-
-
-def _pinned(*names: str) -> list[str]:
+def pinned(*names: str) -> list[str]:
+    """`name==version` for each of these packages that is installed."""
     from importlib import metadata
 
     pins = []
@@ -225,9 +194,14 @@ def experiment_for(name: str, uri: str, root: str | Path) -> str:
     raise RuntimeError(f"could not create MLflow experiment {name!r}")
 
 
-def open_run(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
-             tags: Mapping[str, str] | None = None) -> Run:
-    """Start a run (a child of PIPELINE_PARENT_RUN_ID when set), tagged with git, DVC stage and `tags`."""
+def open_run(
+    tracking_cfg: Mapping[str, Any],
+    root: str | Path,
+    run_name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> Run:
+    """Start a run (a child of `parent_run_id` if given), tagged with git, DVC stage and `tags`."""
     uri = tracking_uri(tracking_cfg, root)
     mlflow.set_tracking_uri(uri)
     experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
@@ -235,8 +209,10 @@ def open_run(tracking_cfg: Mapping[str, Any], root: str | Path, run_name: str,
     if os.environ.get("DVC_STAGE"):
         all_tags["dvc_stage"] = os.environ["DVC_STAGE"]
     active = mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=all_tags,
-        parent_run_id=os.environ.get(PARENT_RUN_ENV) or None,
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags=all_tags,
+        parent_run_id=parent_run_id or None,
     )
     return Run(MlflowClient(), active.info.run_id)
 

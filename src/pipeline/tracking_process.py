@@ -20,12 +20,25 @@ from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
+import pipeline
 from pipeline.errors import PipelineError
 
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"  # set by the sweep callback; jobs become its children
 PASSED_ENV = (PARENT_RUN_ENV, "DVC_STAGE")  # read when a run starts; MLFLOW_* variables travel too
-RUN_METHODS = frozenset({"log_config", "log_params", "log_metrics", "log_series", "set_tags", "log_artifact", "log_text",
-                         "log_keras_model_file", "log_dataset_file", "log_dataset"})  # tracking.Run's methods
+RUN_METHODS = frozenset(
+    {
+        "log_config",
+        "log_params",
+        "log_metrics",
+        "log_series",
+        "set_tags",
+        "log_artifact",
+        "log_text",
+        "log_keras_model_file",
+        "log_dataset_file",
+        "log_dataset",
+    }
+)  # tracking.Run's methods
 
 
 def passed(key: str) -> bool:
@@ -60,13 +73,14 @@ class Helper:
         # A session of its own: Ctrl-C in a terminal reaches the training process, which ends the run itself.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pipeline.tracking_process", str(theirs_socket.fileno())],
-            pass_fds=[theirs_socket.fileno()], start_new_session=True,
+            pass_fds=[theirs_socket.fileno()],
+            start_new_session=True,
         )
         theirs_socket.close()
         self.connection = Connection(ours.detach())
 
     def alive(self) -> bool:
-        running = self.thread.is_alive() if self.thread else self.process.poll() is None
+        running = self.thread.is_alive() if self.thread else self.process is not None and self.process.poll() is None
         return self.pid == os.getpid() and not self.connection.closed and running
 
     def send(self, *message: Any) -> None:
@@ -187,8 +201,9 @@ class RemoteRun:
 
 
 @contextlib.contextmanager
-def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any],
-          wait_at_end: bool = True) -> Iterator[RemoteRun]:
+def start(
+    tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mapping[str, Any], wait_at_end: bool = True
+) -> Iterator[RemoteRun]:
     """A run written by the helper process; ends FINISHED, FAILED or KILLED, never RUNNING.
 
     `wait_at_end=False`: a run that finishes does not wait for the helper (see RemoteRun.end); failures still do.
@@ -196,8 +211,16 @@ def start(tracking_cfg: Mapping[str, Any], root: str, run_name: str, tags: Mappi
     channel = helper()
     channel.raise_late_error()  # if settled already; else the run's id, once read, raises it
     env = {k: v for k, v in os.environ.items() if passed(k)}
-    channel.send("start", env, {"tracking_cfg": dict(tracking_cfg), "root": str(root), "run_name": run_name,
-                                "tags": {k: str(v) for k, v in tags.items()}})
+    channel.send(
+        "start",
+        env,
+        {
+            "tracking_cfg": dict(tracking_cfg),
+            "root": str(root),
+            "run_name": run_name,
+            "tags": {k: str(v) for k, v in tags.items()},
+        },
+    )
     run = RemoteRun(channel, run_name)
     try:
         yield run
@@ -228,7 +251,7 @@ def serve(connection: Connection) -> None:
     run, error, warmed_up = None, None, False
     while True:
         if run is not None and not warmed_up and not connection.poll(0):
-            tracking.warm_up_model_logging()  # while the trainer trains: its model comes last
+            pipeline.import_keras()  # while the trainer trains: its model, logged through MLflow's Keras flavour, comes last
             warmed_up = True
             continue
         try:
@@ -243,7 +266,7 @@ def serve(connection: Connection) -> None:
                 del os.environ[key]
             os.environ.update(env)
             try:
-                run, error = tracking.open_run(**kwargs), None
+                run, error = tracking.open_run(**kwargs, parent_run_id=os.environ.get(PARENT_RUN_ENV)), None
                 connection.send(("started", run.run_id, None))
             except Exception as failure:  # noqa: BLE001  (reported to the trainer as one line)
                 run, error = None, one_line(failure)

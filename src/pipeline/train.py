@@ -20,19 +20,10 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, data, files
-from pipeline.cli import hydra_app, import_keras
-from pipeline.engines import History, Schedule, snapshot_epochs
+from pipeline import import_keras
+from pipeline.cli import hydra_app, resolved
+from pipeline.engines import History, schedule_from
 from pipeline.errors import ConfigError, DivergedError
-
-
-def schedule_from(trainer_cfg: dict[str, Any]) -> Schedule:
-    """The training schedule the `trainer` config group describes."""
-    return Schedule(
-        epochs=trainer_cfg["epochs"], batch_size=trainer_cfg["batch_size"], shuffle=trainer_cfg["shuffle"],
-        seed=trainer_cfg["seed"], stop_at_convergence=trainer_cfg["stop_at_convergence"],
-        progress_every=trainer_cfg["progress_every"], max_weight=float(trainer_cfg["max_weight"]),
-        snapshot_epochs=snapshot_epochs(trainer_cfg["epochs"], trainer_cfg["snapshots"]),
-    )
 
 
 def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Any, History]:
@@ -64,10 +55,16 @@ def final_metrics(cfg: dict[str, Any], model: Any, dataset: data.Dataset, histor
     from pipeline import predict
 
     train_loss, train_accuracy = predict.loss_and_accuracy(model, cfg["loss"], dataset.x_train, dataset.y_train)
-    test_loss, test_accuracy = (predict.loss_and_accuracy(model, cfg["loss"], dataset.x_test, dataset.y_test)
-                                if dataset.has_test else (train_loss, train_accuracy))  # no split: test is train
+    test_loss, test_accuracy = (
+        predict.loss_and_accuracy(model, cfg["loss"], dataset.x_test, dataset.y_test)
+        if dataset.has_test
+        else (train_loss, train_accuracy)
+    )  # no split: test is train
     return {
-        "train_loss": train_loss, "train_accuracy": train_accuracy, "test_loss": test_loss, "test_accuracy": test_accuracy,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "test_loss": test_loss,
+        "test_accuracy": test_accuracy,
         "convergence_epoch": history.convergence_epoch,
         "epochs_run": history.epochs_run,
         "engine": cfg["trainer"]["engine"],
@@ -98,7 +95,8 @@ def save_outputs(out: Path, model: Any, history: History, metrics: dict[str, Any
     with files.atomic_path(out / "history.csv") as tmp:
         frame.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
     with files.atomic_path(out / "snapshots.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **{f"epoch{e}_w{i}": w for e, ws in history.snapshots.items() for i, w in enumerate(ws)})
+        weights: dict[str, Any] = {f"epoch{e}_w{i}": w for e, ws in history.snapshots.items() for i, w in enumerate(ws)}
+        np.savez(handle, **weights)
     files.write_json(out / "metrics.json", metrics)
     files.write_json(out / "timing.json", timing)
     return model_path
@@ -112,11 +110,6 @@ def output_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.paths.results) / cfg.name
-
-
-def data_file(cfg: dict[str, Any]) -> Path:
-    """The dataset CSV a training run reads: <paths.data>/<dataset.name>.csv."""
-    return Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv"
 
 
 def run_name(name: str) -> str:
@@ -149,8 +142,8 @@ def hydra_overrides() -> list[str]:
 def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
     dataset = check(cfg)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    csv = data_file(plain)
+    plain = resolved(cfg)
+    csv = data.csv_path(plain)
     out = Path(out or output_dir(cfg))
     with tracked_run(cfg) as run:
         import_keras()  # while the tracking helper starts the run
@@ -175,35 +168,46 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
 @contextlib.contextmanager
 def tracked_run(cfg: DictConfig) -> Iterator[Any]:
     """An MLflow run with the config as params and config.yaml (None when tracking is off); ends FAILED/KILLED on errors."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = resolved(cfg)
     if not plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
         yield None
         return
     from pipeline import tracking_process
 
     trainer = plain["trainer"]
-    tags = {"engine": trainer["engine"], "seed": trainer["seed"], "replicates": trainer["replicates"],
-            "overrides": " ".join(hydra_overrides())}
+    tags = {
+        "engine": trainer["engine"],
+        "seed": trainer["seed"],
+        "replicates": trainer["replicates"],
+        "overrides": " ".join(hydra_overrides()),
+    }
     # The next job of a sequential sweep trains while the helper logs this run (the sweep's end waits for it).
-    with tracking_process.start(plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags,
-                                wait_at_end=not more_jobs_in_this_process()) as run:
+    with tracking_process.start(
+        plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags, wait_at_end=not more_jobs_in_this_process()
+    ) as run:
         run.log_config({k: v for k, v in plain.items() if k != "paths"})
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         yield run
 
 
-def log_run(run: Any, cfg: dict[str, Any], dataset: data.Dataset, data_file: Path, model: Any, model_path: Path,
-            history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> None:
+def log_run(
+    run: Any,
+    cfg: dict[str, Any],
+    dataset: data.Dataset,
+    data_file: Path,
+    model: Any,
+    model_path: Path,
+    history: History,
+    metrics: dict[str, Any],
+    timing: dict[str, Any],
+) -> None:
     """Send the history, final metrics, model, dataset and output files to the MLflow run."""
     run.log_series({k: v for k, v in history.columns.items() if v})
     numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     run.log_metrics(numeric, step=history.epochs_run)
     if model_path.suffix == ".keras":
-        import keras
-
         example = dataset.x_train[:4]
-        output = np.asarray(model(example, training=False))
-        run.log_keras_model_file(model_path, example, output, keras.backend.backend())
+        run.log_keras_model_file(model_path, example, np.asarray(model(example, training=False)))
     else:
         run.log_artifact(model_path, "model")
     run.log_dataset_file(data_file, cfg["dataset"]["name"])
@@ -223,7 +227,7 @@ def run(cfg: DictConfig) -> float:
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.evaluate_multirun_jobs and cfg.trainer.replicates == 1:
         from pipeline.evaluate import evaluate_folder
 
-        evaluate_folder(OmegaConf.to_container(cfg, resolve=True), output_dir(cfg))
+        evaluate_folder(resolved(cfg), output_dir(cfg))
     if cfg.objective not in metrics:
         numeric = (k for k, v in metrics.items() if not isinstance(v, str))
         raise ConfigError("objective", cfg.objective, "one of " + ", ".join(numeric))
@@ -233,9 +237,9 @@ def run(cfg: DictConfig) -> float:
 
 def check(cfg: DictConfig) -> data.Dataset:
     """Reject a bad config or data file before TensorFlow starts and anything is written; return the dataset."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = resolved(cfg)
     config.check_training(plain)
-    dataset = data.load(data_file(plain), plain["dataset"]["name"])
+    dataset = data.load(data.csv_path(plain), plain["dataset"]["name"])
     config.check_model(plain["model"], dataset.n_features)
     return dataset
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,11 +74,14 @@ def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
     return (0, *map(int, spaced))
 
 
-def copies_progress(label: str, epoch: int, epochs: int, loss: np.ndarray, accuracy: np.ndarray,
-                    start: float) -> None:
+def copies_progress(label: str, epoch: int, epochs: int, loss: np.ndarray, accuracy: np.ndarray, start: float) -> None:
     """One progress line for stacked copies: their median loss and the share at 100% training accuracy."""
-    print(f"[{label}] epoch {epoch}/{epochs}  median loss {np.median(loss):.4g}  copies at 100% "
-          f"{np.mean(accuracy >= 1.0):.1%}  ({time.perf_counter() - start:.1f} s)", file=sys.stderr, flush=True)
+    print(
+        f"[{label}] epoch {epoch}/{epochs}  median loss {np.median(loss):.4g}  copies at 100% "
+        f"{np.mean(accuracy >= 1.0):.1%}  ({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 class Progress:
@@ -94,8 +99,21 @@ class Progress:
         epoch = history.epochs_run
         loss, accuracy = history.columns["loss"][-1], history.columns["accuracy"][-1]
         print(
-            f"[{self.label}] epoch {epoch}/{self.epochs}  loss {loss:.4g}  accuracy {accuracy:.3f}  "
-            f"({now - self.start:.1f} s)",
+            f"[{self.label}] epoch {epoch}/{self.epochs}  loss {loss:.4g}  accuracy {accuracy:.3f}  ({now - self.start:.1f} s)",
             file=sys.stderr,
             flush=True,
         )
+
+
+def schedule_from(trainer_cfg: Mapping[str, Any]) -> Schedule:
+    """The training schedule the `trainer` config group describes."""
+    return Schedule(
+        epochs=trainer_cfg["epochs"],
+        batch_size=trainer_cfg["batch_size"],
+        shuffle=trainer_cfg["shuffle"],
+        seed=trainer_cfg["seed"],
+        stop_at_convergence=trainer_cfg["stop_at_convergence"],
+        progress_every=trainer_cfg["progress_every"],
+        max_weight=float(trainer_cfg["max_weight"]),
+        snapshot_epochs=snapshot_epochs(trainer_cfg["epochs"], trainer_cfg["snapshots"]),
+    )

@@ -20,8 +20,15 @@ tf.get_logger().setLevel(logging.ERROR)
 class CompiledLoop:
     """Runs epochs [first, first+count) of minibatch training in a graph; mirrors `model.fit`'s math."""
 
-    def __init__(self, model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
-                 dataset: Dataset, schedule: Schedule, threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        loss: keras.losses.Loss,
+        optimizer: keras.optimizers.Optimizer,
+        dataset: Dataset,
+        schedule: Schedule,
+        threshold: float = 0.5,
+    ) -> None:
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
         self.has_test = dataset.has_test
         self.x, self.y = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
@@ -43,7 +50,7 @@ class CompiledLoop:
         if self.schedule.shuffle:  # a stateless shuffle keyed by (seed, epoch): reproducible whatever ran before
             noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
             order = tf.argsort(noise, stable=True)
-        index = order[step * self.batch:(step + 1) * self.batch]
+        index = order[step * self.batch : (step + 1) * self.batch]
         return tf.gather(self.x, index), tf.gather(self.y, index)
 
     def _epochs(self, first: tf.Tensor, count: tf.Tensor):
@@ -57,7 +64,7 @@ class CompiledLoop:
             self.loss_mean.reset_state()
             self.accuracy.reset_state()
             # One batch (the 4-row tables): a plain step, no inner loop to trace; else a graph loop.
-            for step in (range(1) if self.steps == 1 else tf.range(self.steps)):
+            for step in range(1) if self.steps == 1 else tf.range(self.steps):
                 x, y = self._batch(first + i, step)
                 with tf.GradientTape() as tape:
                     prediction = self.model(x, training=True)
@@ -83,8 +90,15 @@ class CompiledLoop:
         return losses.stack(), accuracies.stack(), test_losses.stack(), test_accuracies.stack(), diverged
 
 
-def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
-          dataset: Dataset, schedule: Schedule, label: str = "compiled", threshold: float = 0.5) -> History:
+def train(
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    optimizer: keras.optimizers.Optimizer,
+    dataset: Dataset,
+    schedule: Schedule,
+    label: str = "compiled",
+    threshold: float = 0.5,
+) -> History:
     """Train `model` in place for `schedule.epochs`, chunk by chunk; return its history and snapshots."""
     loop = CompiledLoop(model, loss, optimizer, dataset, schedule, threshold)
     history, progress = History(), Progress(schedule.epochs, label)

@@ -53,8 +53,14 @@ class StopAtConvergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
-          dataset: Dataset, schedule: Schedule, metric: str = "binary_accuracy") -> History:
+def train(
+    model: keras.Model,
+    loss: keras.losses.Loss,
+    optimizer: keras.optimizers.Optimizer,
+    dataset: Dataset,
+    schedule: Schedule,
+    metric: str = "binary_accuracy",
+) -> History:
     """Train with `model.fit`; return the history in the pipeline's column names."""
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     history = History()
@@ -63,12 +69,15 @@ def train(model: keras.Model, loss: keras.losses.Loss, optimizer: keras.optimize
         callbacks.append(StopAtConvergence(metric))
     start = time.perf_counter()
     fitted = model.fit(
-        dataset.x_train, dataset.y_train,
-        batch_size=schedule.batch_size, epochs=schedule.epochs,
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=schedule.batch_size,
+        epochs=schedule.epochs,
         # Shuffling one full batch changes only float rounding; skipping it keeps fit and compiled bitwise equal.
         shuffle=schedule.shuffle and schedule.batch_size < len(dataset.x_train),
         validation_data=(dataset.x_test, dataset.y_test) if dataset.has_test else None,
-        verbose=1 if sys.stdout.isatty() else 2, callbacks=callbacks,
+        verbose=1 if sys.stdout.isatty() else 2,
+        callbacks=callbacks,
     )
     history.seconds = time.perf_counter() - start
     logs = fitted.history

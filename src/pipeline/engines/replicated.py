@@ -56,7 +56,7 @@ class StackedMLP:
         self.variables: list[tf.Variable] = []
         n_in = n_features
         for i, spec in enumerate(layer_specs(model_cfg)):
-            shapes = [(2 * i, (n_in, spec["units"]), model_cfg["kernel_initializer"])]
+            shapes: list[tuple[int, tuple[int, ...], Any]] = [(2 * i, (n_in, spec["units"]), model_cfg["kernel_initializer"])]
             if self.use_bias:
                 shapes.append((2 * i + 1, (spec["units"],), model_cfg["bias_initializer"]))
             for index, shape, initializer in shapes:  # the initializer calls a standalone Dense layer makes
@@ -66,6 +66,10 @@ class StackedMLP:
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """Outputs [copies, batch, units] for inputs [batch, features] (shared) or [copies, batch, features]."""
+        return self.forward(x)[1]
+
+    def forward(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The output layer's pre-activations (logits) and outputs, [copies, batch, units] each."""
         step = 2 if self.use_bias else 1
         copies = self.variables[0].shape[0]
         a = x if x.shape.rank == 3 else tf.broadcast_to(x[None], [copies, *x.shape])
@@ -74,24 +78,41 @@ class StackedMLP:
             if self.use_bias:
                 z = z + self.variables[step * layer + 1][:, None, :]
             a = activate(name, z)
-        return a
+        return z, a
 
 
 def activate(name: str, z: tf.Tensor) -> tf.Tensor:
     """Keras's activation `name`; the sigmoid as a standalone run computes it (see exact_sigmoid)."""
-    if name != "sigmoid":
-        return keras.activations.get(name)(z)
-    y = standalone_sigmoid(z)
-    y._keras_logits = z  # as keras.activations.sigmoid does, so cross-entropy uses the logits
-    return y
+    return standalone_sigmoid(z) if name == "sigmoid" else keras.activations.get(name)(z)
+
+
+def logits_loss(loss: keras.losses.Loss, output_activation: str) -> keras.losses.Loss | None:
+    """The same cross-entropy from logits, where a standalone run's Keras computes it so; else None.
+
+    Keras's cross-entropy of a sigmoid layer's output uses the sigmoid's input instead (more exact), which
+    it finds on the tensor; the stacked copies hand it the logits themselves.
+    """
+    if not isinstance(loss, keras.losses.BinaryCrossentropy) or output_activation != "sigmoid":
+        return None
+    config = loss.get_config()
+    return None if config["from_logits"] else keras.losses.BinaryCrossentropy.from_config({**config, "from_logits": True})
 
 
 class ReplicatedLoop:
     """Epochs [first, first+count) for every copy in one graph; per-copy metrics as `model.fit` reports them."""
 
-    def __init__(self, model: StackedMLP, loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
-                 dataset: Dataset, schedule: Schedule, seeds: np.ndarray, threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: StackedMLP,
+        loss: keras.losses.Loss,
+        optimizer: keras.optimizers.Optimizer,
+        dataset: Dataset,
+        schedule: Schedule,
+        seeds: np.ndarray,
+        threshold: float = 0.5,
+    ) -> None:
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.logits_loss = logits_loss(loss, model.activations[-1])
         self.threshold, self.has_test = threshold, dataset.has_test
         self.seeds = tf.constant(seeds, tf.int32)
         self.x, self.y = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
@@ -101,9 +122,12 @@ class ReplicatedLoop:
         optimizer.build(model.variables)
         self.run = tf.function(self._epochs)
 
-    def losses(self, y: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
-        """Each copy's loss [copies], reduced as Keras reduces one run's batch."""
-        values = self.loss.call(tf.broadcast_to(y, tf.shape(prediction)), prediction)
+    def losses(self, y: tf.Tensor, prediction: tf.Tensor, logits: tf.Tensor | None = None) -> tf.Tensor:
+        """Each copy's loss [copies], reduced as Keras reduces one run's batch (from the logits where it would)."""
+        loss = self.loss
+        if logits is not None and self.logits_loss is not None:
+            loss, prediction = self.logits_loss, logits
+        values = loss.call(tf.broadcast_to(y, tf.shape(prediction)), prediction)
         total = tf.reduce_sum(values, axis=1)
         if self.loss.reduction == "sum":
             return total
@@ -120,9 +144,11 @@ class ReplicatedLoop:
             return self.x, self.y
         order = tf.broadcast_to(tf.range(self.n)[None], [len(self.seeds), self.n])
         if self.schedule.shuffle:
-            order = tf.map_fn(lambda seed: tf.argsort(
-                tf.random.stateless_uniform([self.n], seed=tf.stack([seed, epoch])), stable=True), self.seeds)
-        index = order[:, step * self.batch:(step + 1) * self.batch]
+            order = tf.map_fn(
+                lambda seed: tf.argsort(tf.random.stateless_uniform([self.n], seed=tf.stack([seed, epoch])), stable=True),
+                self.seeds,
+            )
+        index = order[:, step * self.batch : (step + 1) * self.batch]
         return tf.gather(self.x, index), tf.gather(self.y, index)
 
     def _epochs(self, first: tf.Tensor, count: tf.Tensor):
@@ -131,11 +157,11 @@ class ReplicatedLoop:
         columns = [tf.TensorArray(tf.float32, size=count, element_shape=[copies]) for _ in range(5)]
         for i in tf.range(count):
             total, correct, seen = tf.zeros([copies]), tf.zeros([copies]), tf.constant(0.0)
-            for step in (range(1) if self.steps == 1 else tf.range(self.steps)):
+            for step in range(1) if self.steps == 1 else tf.range(self.steps):
                 x, y = self._batch(first + i, step)
                 with tf.GradientTape() as tape:
-                    prediction = self.model(x)
-                    losses = self.losses(y, prediction)
+                    logits, prediction = self.model.forward(x)
+                    losses = self.losses(y, prediction, logits)
                     summed = tf.reduce_sum(losses)  # copy r's gradient is d(loss_r)/d(w_r): exactly its own
                 self.optimizer.apply(tape.gradient(summed, variables), variables)
                 size = tf.cast(tf.shape(x)[-2], tf.float32)
@@ -143,21 +169,30 @@ class ReplicatedLoop:
             loss = tf.math.divide_no_nan(total, seen)
             values = [loss, tf.math.divide_no_nan(correct, seen)]
             if self.has_test:
-                prediction = self.model(self.x_test)
-                values += [self.losses(self.y_test, prediction),
-                           self.correct(self.y_test, prediction) / tf.cast(tf.shape(self.x_test)[0], tf.float32)]
+                logits, prediction = self.model.forward(self.x_test)
+                values += [
+                    self.losses(self.y_test, prediction, logits),
+                    self.correct(self.y_test, prediction) / tf.cast(tf.shape(self.x_test)[0], tf.float32),
+                ]
             else:
                 values += [tf.zeros([copies]), tf.zeros([copies])]
-            largest = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(tf.reshape(v, [copies, -1])), axis=1)
-                                              for v in variables]), axis=0)
-            values.append(tf.cast(tf.logical_or(~tf.math.is_finite(loss), largest > self.schedule.max_weight),
-                                  tf.float32))
+            largest = tf.reduce_max(
+                tf.stack([tf.reduce_max(tf.abs(tf.reshape(v, [copies, -1])), axis=1) for v in variables]), axis=0
+            )
+            values.append(tf.cast(tf.logical_or(~tf.math.is_finite(loss), largest > self.schedule.max_weight), tf.float32))
             columns = [column.write(i, value) for column, value in zip(columns, values)]
         return [column.stack() for column in columns]
 
 
-def train(model_cfg: dict[str, Any], loss: keras.losses.Loss, optimizer: keras.optimizers.Optimizer,
-          dataset: Dataset, schedule: Schedule, copies: int, threshold: float = 0.5) -> Replicates:
+def train(
+    model_cfg: dict[str, Any],
+    loss: keras.losses.Loss,
+    optimizer: keras.optimizers.Optimizer,
+    dataset: Dataset,
+    schedule: Schedule,
+    copies: int,
+    threshold: float = 0.5,
+) -> Replicates:
     """Train `copies` copies seeded schedule.seed, schedule.seed + 1, ...; return their per-copy results."""
     seeds = schedule.seed + np.arange(copies)
     model = StackedMLP(model_cfg, dataset.n_features, seeds)
@@ -168,8 +203,9 @@ def train(model_cfg: dict[str, Any], loss: keras.losses.Loss, optimizer: keras.o
     for first, count in schedule.chunks():
         for name, values in zip(names, loop.run(tf.constant(first), tf.constant(count))):
             chunks[name].append(values.numpy())
-        copies_progress("replicated", first + count - 1, schedule.epochs, chunks["loss"][-1][-1],
-                        chunks["accuracy"][-1][-1], start)
+        copies_progress(
+            "replicated", first + count - 1, schedule.epochs, chunks["loss"][-1][-1], chunks["accuracy"][-1][-1], start
+        )
     seconds = time.perf_counter() - start
     columns = {name: np.concatenate(chunks[name]) for name in names}
     bad = columns.pop("diverged") > 0
@@ -183,13 +219,16 @@ def train(model_cfg: dict[str, Any], loss: keras.losses.Loss, optimizer: keras.o
         "test_accuracy": loop.correct(loop.y_test, test_out).numpy() / len(dataset.x_test),
     }
     return Replicates(
-        seeds=seeds, columns=columns, final=final, predictions=_probabilities(train_out[..., 0], threshold),
+        seeds=seeds,
+        columns=columns,
+        final=final,
+        predictions=_probabilities(train_out[..., 0], threshold),
         diverged_epoch=np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, 0),
-        parameters=[v.numpy() for v in model.variables], seconds=seconds,
+        parameters=[v.numpy() for v in model.variables],
+        seconds=seconds,
     )
 
 
 def _probabilities(output: np.ndarray, threshold: float) -> np.ndarray:
     """P(class 1) from the output layer: itself, or its sigmoid for logits (threshold 0)."""
     return 1.0 / (1.0 + np.exp(-output)) if threshold == 0.0 else output
-

@@ -1,0 +1,130 @@
+"""The code's shape: public APIs of the libraries only, no import cycles, every imported package declared."""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "pipeline"
+CHECKED = sorted(path for folder in ("src", "tests", "bench") for path in (ROOT / folder).rglob("*.py"))
+LIBRARIES = {"hydra", "hydra_plugins", "omegaconf", "mlflow", "keras", "tensorflow", "joblib"}
+# import name -> distribution, where they differ
+DISTRIBUTIONS = {
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "PIL": "pillow",
+    "hydra": "hydra-core",
+    "tensorflow": "tensorflow-cpu",
+}
+
+
+def private(name: str) -> bool:
+    """`_name`, but not `__dunder__` or a `_sunder_` config key such as `_target_`."""
+    return name.startswith("_") and not name.endswith("_")
+
+
+def imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import in a file, those inside functions too."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def library_names(tree: ast.AST) -> set[str]:
+    """Local names bound to a library's module or object (`import keras`, `from mlflow.models import Model`)."""
+    names = set()
+    for module, imported in imports(tree):
+        if module.split(".")[0] in LIBRARIES:
+            names |= set(imported) or {module.split(".")[0]}
+    return names
+
+
+def private_uses(path: Path, root: Path = ROOT) -> list[str]:
+    """The underscore modules, names and attributes of the libraries that a file uses."""
+    tree = ast.parse(path.read_text())
+    found = [
+        f"import {module} {names}"
+        for module, names in imports(tree)
+        if module.split(".")[0] in LIBRARIES
+        and (any(private(part) for part in module.split(".")) or any(private(name) for name in names))
+    ]
+    ours = library_names(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            # A library's object (keras._x, Model._y) or an attribute set on any object (a tensor's _keras_logits).
+            if (
+                (isinstance(base, ast.Name) and base.id in ours)
+                or isinstance(node.ctx, ast.Store)
+                and not (isinstance(base, ast.Name) and base.id in ("self", "cls"))
+            ):
+                found.append(f"line {node.lineno}: .{node.attr}")
+    return [f"{path.relative_to(root)} {use}" for use in found]
+
+
+def test_no_private_api_of_the_libraries_is_used():
+    assert [use for path in CHECKED for use in private_uses(path)] == []
+
+
+def test_the_private_api_check_finds_what_it_looks_for(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from hydra._internal.utils import get_args_parser\nfrom mlflow.models.utils import _save_example\n"
+        "import keras\nkeras.src._private()\ny = f()\ny._keras_logits = 1\ncfg._target_\n"
+    )
+    uses = [use.split(" ", 1)[1] for use in private_uses(probe, tmp_path)]
+    assert sorted(uses) == [
+        "import hydra._internal.utils ['get_args_parser']",
+        "import mlflow.models.utils ['_save_example']",
+        "line 4: ._private",
+        "line 6: ._keras_logits",
+    ]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_package_has_no_import_cycles():
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for module, names in imports(ast.parse(path.read_text())):
+            candidates = [f"{module}.{n}" for n in names] + [module]
+            targets |= {c for c in candidates if c in modules and c != name}
+        graph[name] = targets
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming a cycle
+
+
+def test_every_imported_package_is_declared():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = [
+        *project["project"]["dependencies"],
+        *sum(project["project"]["optional-dependencies"].values(), []),
+        *project["dependency-groups"]["dev"],
+    ]
+    distributions = {
+        d.split(";")[0].split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip().lower()
+        for d in declared
+        if isinstance(d, str)
+    }
+    used = set()
+    for path in CHECKED:
+        for module, _names in imports(ast.parse(path.read_text())):
+            top = module.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in {"pipeline", "conftest", "common"}:
+                used.add(DISTRIBUTIONS.get(top, top).replace("_", "-").lower())
+    undeclared = sorted(used - distributions - {"hydra-plugins"})  # Hydra's plugins' namespace: their packages are declared
+    assert undeclared == []
