@@ -14,7 +14,7 @@ from PIL import Image
 
 from pipeline import data, plots
 from pipeline.errors import DataError
-from pipeline.evaluate import PICTURES, evaluate_folder, load_model, predictor
+from pipeline.evaluate import PICTURES, evaluate_folder, load_model
 from pipeline.train import train
 
 
@@ -29,9 +29,9 @@ def test_grid_predictions_equal_model_predict(make_config, tmp_path):
     cfg, out = trained(make_config, tmp_path, "experiment=circles_tanh4")
     model, dataset = load_model(out), data.load(data.csv_path(cfg))
     grid = plots.Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features, resolution=200)
-    surface = grid.surface(predictor(model, from_logits=False))
+    surface = grid.surface(model.probabilities)
     assert surface.shape == (200, 200)
-    expected = model.predict(grid.points, verbose=0, batch_size=4096).reshape(200, 200)
+    expected = model.model.predict(grid.points, verbose=0, batch_size=4096).reshape(200, 200)
     np.testing.assert_allclose(surface, expected, rtol=1e-5, atol=1e-6)
     # the grid spans the data with a margin
     assert grid.xx.min() < dataset.x_train[:, 0].min() and grid.yy.max() > dataset.x_train[:, 1].max()

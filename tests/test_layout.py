@@ -128,3 +128,15 @@ def test_every_imported_package_is_declared():
                 used.add(DISTRIBUTIONS.get(top, top).replace("_", "-").lower())
     undeclared = sorted(used - distributions - {"hydra-plugins"})  # Hydra's plugins' namespace: their packages are declared
     assert undeclared == []
+
+
+def test_only_the_model_adapters_ask_which_kind_of_model_they_hold():
+    """Prediction, evaluation, plots and training use `engines.Net`; pipeline/nets.py alone knows Keras from numpy."""
+    asking = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance":
+                kind = ast.unparse(node.args[1])
+                if ("MLP" in kind or "keras.Model" in kind) and path.name != "nets.py":
+                    asking.append(f"{path.relative_to(ROOT)}:{node.lineno} isinstance(..., {kind})")
+    assert asking == []

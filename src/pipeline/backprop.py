@@ -1,15 +1,14 @@
-"""The numpy engine: an MLP trained by backpropagation written out by hand, equation by equation.
+"""An MLP trained by backpropagation written out by hand, equation by equation (the numpy engine's math).
 
 Notation: layer l computes z[l] = a[l-1] @ W[l] + b[l] and a[l] = f_l(z[l]), with a[0] = x.
 Backward, with C the cost: delta[L] = dC/dz[L]; delta[l-1] = (delta[l] @ W[l].T) * f'(z[l-1]);
 dC/dW[l] = a[l-1].T @ delta[l]; dC/db[l] = sum_n delta[l]. Plain gradient descent: W -= lr * dC/dW.
 Every array may carry a leading copy axis (W [copies, n_in, n_out]): `.T` and sums act on the last two
-axes, so the same equations train many seeded copies at once (`train_replicates`).
+axes, so the same equations train many seeded copies at once (the numpy engine, engines/numpy_backprop.py).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Schedule, copies_progress, diverged
 from pipeline.errors import DataError
 from pipeline.files import atomic_path
 
@@ -59,14 +56,16 @@ class Cost:
 
     def value(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         """C for the output layer's pre-activation z and activation a (one value per copy)."""
+        return self.scale(y.shape[-2]) * np.sum(self.per_sample(z, a, y), axis=-1)
+
+    def per_sample(self, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """l_n for each sample (the last axis but one of z, a, y)."""
         k = y.shape[-1]
         if self.name == "mean_squared_error":
-            per_sample = np.sum((a - y) ** 2, axis=-1) / k
-        elif self.name == "half_squared_error":
-            per_sample = 0.5 * np.sum((a - y) ** 2, axis=-1)
-        else:  # binary cross-entropy from the logits z: softplus(z) - y*z, stable for any z
-            per_sample = np.sum(np.logaddexp(0.0, z) - y * z, axis=-1) / k
-        return self.scale(y.shape[-2]) * np.sum(per_sample, axis=-1)
+            return np.sum((a - y) ** 2, axis=-1) / k
+        if self.name == "half_squared_error":
+            return 0.5 * np.sum((a - y) ** 2, axis=-1)
+        return np.sum(np.logaddexp(0.0, z) - y * z, axis=-1) / k  # binary cross-entropy from the logits z
 
     def delta(self, z: np.ndarray, a: np.ndarray, y: np.ndarray, derivative) -> np.ndarray:
         """delta[L] = dC/dz[L]."""
@@ -174,102 +173,12 @@ class MLP:
             raise DataError(path, f"not a readable numpy model ({error})") from None
 
 
-def train(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule: Schedule) -> History:
-    """Mini-batch gradient descent with per-epoch metrics computed as Keras's fit reports them."""
-    x, y = dataset.x_train.astype(np.float64), dataset.y_train.astype(np.float64)
-    n, batch = len(x), min(schedule.batch_size, len(x))
-    rng = np.random.default_rng(schedule.seed)
-    history, progress = History(), Progress(schedule.epochs, "numpy")
-    wanted = set(schedule.snapshot_epochs)
-    if 0 in wanted:
-        history.snapshots[0] = [p.astype(np.float32) for p in mlp.parameters()]
-    start = time.perf_counter()
-    for epoch in range(1, schedule.epochs + 1):
-        order = rng.permutation(n) if schedule.shuffle else np.arange(n)
-        loss_sum, correct = 0.0, 0
-        for first in range(0, n, batch):
-            index = order[first : first + batch]
-            zs, a = mlp.forward(x[index])
-            loss, dW, db = mlp.backward(zs, a, y[index], cost)
-            correct += int(np.sum(_predicted_class(zs, a, cost) == y[index]))
-            loss_sum += float(loss) * len(index)
-            mlp.step(dW, db, learning_rate)
-        history.extend(loss=np.array([loss_sum / n]), accuracy=np.array([correct / n]))
-        if dataset.has_test:
-            zs, a = mlp.forward(dataset.x_test)
-            test_y = dataset.y_test.astype(np.float64)
-            history.extend(
-                test_loss=np.array([float(cost.value(zs[-1], a[-1], test_y))]),
-                test_accuracy=np.array([np.mean(_predicted_class(zs, a, cost) == test_y)]),
-            )
-        if epoch in wanted:
-            history.snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
-        progress.update(history)
-        if diverged(loss_sum, mlp.W, schedule.max_weight):
-            history.diverged_epoch = epoch
-            break
-        if schedule.stop_at_convergence and correct == n:
-            break
-    history.seconds = time.perf_counter() - start
-    progress.update(history, final=True)
-    return history
-
-
-def train_replicates(mlp: MLP, cost: Cost, learning_rate: float, dataset: Dataset, schedule: Schedule, seeds: np.ndarray):
-    """`train` for stacked copies (W [copies, n_in, n_out]); copy r shuffles with its own seed as its own run would."""
-    from pipeline.engines.replicated import Replicates
-
-    x, y = dataset.x_train.astype(np.float64), dataset.y_train.astype(np.float64)
-    n, batch, copies = len(x), min(schedule.batch_size, len(x)), len(seeds)
-    rngs = [np.random.default_rng(int(seed)) for seed in seeds]
-    columns: dict[str, list[np.ndarray]] = {"loss": [], "accuracy": [], "test_loss": [], "test_accuracy": []}
-    diverged_epoch = np.zeros(copies, dtype=int)
-    start = time.perf_counter()
-    for epoch in range(1, schedule.epochs + 1):
-        order = np.stack([rng.permutation(n) for rng in rngs]) if schedule.shuffle else np.arange(n)[None]
-        loss_sum, correct = np.zeros(copies), np.zeros(copies)
-        for first in range(0, n, batch):
-            index = order[:, first : first + batch]
-            xb, yb = (x[index[0]], y[index[0]]) if len(index) == 1 else (x[index], y[index])
-            zs, a = mlp.forward(xb)
-            loss, dW, db = mlp.backward(zs, a, yb, cost)
-            correct += np.sum(_predicted_class(zs, a, cost) == yb, axis=(-2, -1))
-            loss_sum += loss * index.shape[1]
-            mlp.step(dW, db, learning_rate)
-        columns["loss"].append(loss_sum / n)
-        columns["accuracy"].append(correct / n)
-        if dataset.has_test:
-            zs, a = mlp.forward(dataset.x_test)
-            test_y = dataset.y_test.astype(np.float64)
-            columns["test_loss"].append(cost.value(zs[-1], a[-1], test_y))
-            columns["test_accuracy"].append(np.mean(_predicted_class(zs, a, cost) == test_y, axis=(-2, -1)))
-        largest = np.max([np.abs(W).max(axis=(-2, -1)) for W in mlp.W], axis=0)
-        bad = ~np.isfinite(loss_sum) | (largest > schedule.max_weight)
-        diverged_epoch[(diverged_epoch == 0) & bad] = epoch
-        if epoch % max(1, schedule.epochs // 10) == 0:
-            copies_progress(f"numpy x{copies}", epoch, schedule.epochs, loss_sum / n, correct / n, start)
-    final = {}
-    for split, xs, ys in (("train", x, y), ("test", dataset.x_test, dataset.y_test.astype(np.float64))):
-        zs, a = mlp.forward(xs)
-        final[f"{split}_loss"] = cost.value(zs[-1], a[-1], ys)
-        final[f"{split}_accuracy"] = np.mean(_predicted_class(zs, a, cost) == ys, axis=(-2, -1))
-    return Replicates(
-        seeds=np.asarray(seeds),
-        columns={k: np.array(v, dtype=np.float32) for k, v in columns.items() if v},
-        final=final,
-        predictions=mlp.probabilities(x, cost.from_logits)[..., 0],
-        diverged_epoch=diverged_epoch,
-        parameters=mlp.parameters(),
-        seconds=time.perf_counter() - start,
-    )
-
-
 def _T(a: np.ndarray) -> np.ndarray:
     """The transpose of the last two axes (of each copy's matrix)."""
     return np.swapaxes(a, -1, -2)
 
 
-def _predicted_class(zs: list[np.ndarray], a: list[np.ndarray], cost: Cost) -> np.ndarray:
+def predicted_class(zs: list[np.ndarray], a: list[np.ndarray], cost: Cost) -> np.ndarray:
     """Class 0/1 from a forward pass: P(class 1) = a[L], or sigmoid(z[L]) for logits."""
     probability = sigmoid(zs[-1]) if cost.from_logits else a[-1]
     return (probability > 0.5).astype(np.float64)

@@ -6,11 +6,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline import data
+from pipeline import data, engines
 from pipeline.errors import ConfigError
 from pipeline.values import is_int, is_real
 
-ENGINES = ("compiled", "fit", "numpy")
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "swish", "gelu")
 NUMPY_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
 INITIALIZERS = (
@@ -126,8 +125,7 @@ def check_optimizer(optimizer_cfg: Mapping[str, Any]) -> None:
 
 
 def check_trainer(trainer_cfg: Mapping[str, Any]) -> None:
-    if trainer_cfg.get("engine") not in ENGINES:
-        raise ConfigError("trainer.engine", trainer_cfg.get("engine"), f"one of {', '.join(ENGINES)}")
+    engines.engine_name(trainer_cfg.get("engine"))
     for key in ("epochs", "batch_size", "replicates"):
         value = trainer_cfg.get(key, 1)
         if not is_int(value) or value < 1:
@@ -136,12 +134,7 @@ def check_trainer(trainer_cfg: Mapping[str, Any]) -> None:
         value = trainer_cfg.get(key, 0)
         if not is_int(value) or value < 0:
             raise ConfigError(f"trainer.{key}", value, "an integer >= 0")
-    if trainer_cfg.get("replicates", 1) > 1 and trainer_cfg["engine"] == "fit":
-        raise ConfigError(
-            "trainer.replicates",
-            trainer_cfg["replicates"],
-            "1 with trainer.engine=fit (copies train together with engine compiled or numpy)",
-        )
+    engines.check_copies(trainer_cfg["engine"], trainer_cfg.get("replicates", 1))
     if not is_real(trainer_cfg.get("max_weight", 1.0)) or trainer_cfg.get("max_weight", 1.0) <= 0:
         raise ConfigError("trainer.max_weight", trainer_cfg["max_weight"], "a positive finite number")
     for key in ("shuffle", "stop_at_convergence"):

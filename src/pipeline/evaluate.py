@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,43 +10,21 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import config, data, files, plots
-from pipeline import import_keras
+from pipeline import config, data, files, nets, plots
 from pipeline.cli import hydra_app, resolved
+from pipeline.engines import Net
 from pipeline.errors import DataError
 
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
 
 
-def load_model(folder: Path) -> Any:
-    """The trained model in `folder`: model.keras (Keras, safe mode) or model.npz (numpy engine)."""
-    from pipeline.backprop import MLP
-
-    if (folder / "model.npz").exists():
-        return MLP.load(folder / "model.npz")
-    path = folder / "model.keras"
-    if not path.is_file():
-        raise DataError(path, "no such model file; train first (`dvc repro` or `python -m pipeline.train`)")
-    keras = import_keras()
-    import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True)
-    except Exception as error:  # Keras raises many types for a damaged archive
-        raise DataError(path, f"not a readable Keras model ({type(error).__name__})") from None
+def load_model(folder: Path, from_logits: bool = False) -> Net:
+    """The trained model in `folder` (model.npz of the numpy engine, or model.keras)."""
+    return nets.load(folder, from_logits)
 
 
-def predictor(model: Any, from_logits: bool) -> plots.Predict:
-    """P(class 1) for a batch of points, in one call."""
-    from pipeline.predict import probabilities
-
-    return lambda x: probabilities(model, x, from_logits)
-
-
-def snapshot_predictors(model: Any, folder: Path, from_logits: bool) -> list[tuple[int, plots.Predict]]:
+def snapshot_predictors(model: Net, folder: Path) -> list[tuple[int, plots.Predict]]:
     """(epoch, predict) for every weight snapshot saved during training."""
-    from pipeline.backprop import MLP
-
     path = folder / "snapshots.npz"
     if not path.is_file():
         raise DataError(path, "no such snapshots file; train first")
@@ -56,41 +33,15 @@ def snapshot_predictors(model: Any, folder: Path, from_logits: bool) -> list[tup
         weights = {
             e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))] for e in epochs
         }
-    if isinstance(model, MLP):
-        frames = [MLP.from_parameters(weights[e], model.b is not None, model.activations) for e in epochs]
-        return [(e, predictor(frame, from_logits)) for e, frame in zip(epochs, frames)]
-    import keras
-
-    replica = keras.models.clone_model(model)
-
-    def keras_frame(w: list[np.ndarray]) -> plots.Predict:
-        def predict(x: np.ndarray) -> np.ndarray:
-            replica.set_weights(w)
-            return predictor(replica, from_logits)(x)
-
-        return predict
-
-    return [(e, keras_frame(weights[e])) for e in epochs]
+    return [(e, model.at(weights[e])) for e in epochs]
 
 
-def first_hidden_layer(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """The activations of the first hidden layer's units, (n, units)."""
-    from pipeline.backprop import MLP
-
-    if isinstance(model, MLP):
-        return lambda x: model.forward(x)[1][1]
-    layer = model.layers[0]
-    return lambda x: np.asarray(layer(np.asarray(x, np.float32)))
-
-
-def split_metrics(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def split_metrics(model: Net, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """Loss, accuracy, precision, recall, F1, ROC AUC and the confusion matrix on one split."""
     from sklearn import metrics as skm
 
-    from pipeline.predict import loss_and_accuracy, probabilities
-
-    loss, accuracy = loss_and_accuracy(model, loss_cfg, x, y)
-    p = np.ravel(probabilities(model, x, bool(loss_cfg.get("from_logits"))))
+    loss, accuracy = model.loss_and_accuracy(loss_cfg, x, y)
+    p = np.ravel(model.probabilities(x))
     truth, guess = np.ravel(y).astype(int), (p > 0.5).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(truth, guess, labels=[0, 1]).ravel()
     auc = skm.roc_auc_score(truth, p) if len(set(truth)) == 2 else None
@@ -107,15 +58,14 @@ def split_metrics(model: Any, loss_cfg: dict[str, Any], x: np.ndarray, y: np.nda
 
 def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolution: int = 200) -> tuple[dict, list[Path]]:
     """Write evaluation.json, predictions.csv and the pictures under `folder`; return the metrics and pictures."""
-    model = load_model(folder)
-    from_logits = bool(cfg["loss"].get("from_logits"))
+    model = load_model(folder, bool(cfg["loss"].get("from_logits")))
     history = _read_history(folder / "history.csv")
     trained = json.loads((folder / "metrics.json").read_text())
     metrics: dict[str, Any] = {
         "train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train),
         "test": split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test),
     }
-    probability = np.ravel(predictor(model, from_logits)(dataset.x_train))
+    probability = np.ravel(model.probabilities(dataset.x_train))
     metrics["rounded_predictions"] = " ".join(str(int(v)) for v in np.round(probability[:8]))
     table = pd.DataFrame(dataset.x_train, columns=[f"x{i + 1}" for i in range(dataset.n_features)])
     table["label"], table["probability"] = dataset.y_train.ravel().astype(int), probability
@@ -123,10 +73,10 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
         table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     title = f"{cfg['name']} (train acc {metrics['train']['accuracy']:.0%}, test acc {metrics['test']['accuracy']:.0%})"
     pictures = [folder / "plots" / name for name in PICTURES]
-    plots.decision_boundary(predictor(model, from_logits), dataset, title, pictures[0], resolution)
+    plots.decision_boundary(model.probabilities, dataset, title, pictures[0], resolution)
     plots.learning_curves(history, trained.get("convergence_epoch"), cfg["name"], pictures[1])
-    plots.boundary_evolution(snapshot_predictors(model, folder, from_logits), dataset, cfg["name"], pictures[2])
-    plots.neuron_maps(first_hidden_layer(model), dataset, cfg["name"], pictures[3])
+    plots.boundary_evolution(snapshot_predictors(model, folder), dataset, cfg["name"], pictures[2])
+    plots.neuron_maps(model.hidden, dataset, cfg["name"], pictures[3])
     files.write_json(folder / "evaluation.json", metrics)
     return metrics, pictures
 
@@ -168,8 +118,8 @@ def check(cfg: DictConfig) -> None:
     plain = resolved(cfg)
     config.check_training(plain)
     folder = Path(plain["paths"]["results"]) / plain["name"]
-    if not (folder / "model.keras").is_file() and not (folder / "model.npz").is_file():
-        raise DataError(folder / "model.keras", "no such model file; train first")
+    if not any(path.is_file() for path in nets.model_files(folder)):
+        raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
 
 
 def _read_history(path: Path) -> pd.DataFrame:

@@ -40,6 +40,15 @@ def build(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Seq
     return keras.Sequential(stack, name="mlp")
 
 
+def seeded_model(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Sequential:
+    """`build` in a process seeded as a standalone run: Keras's global seed set, TensorFlow ops deterministic."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    return build(model_cfg, n_features, seed)
+
+
 def seeded_initializer(spec: Any, seed: int, index: int) -> keras.initializers.Initializer:
     """The Keras initializer `spec`, with seed 1000*seed + index where it takes a seed."""
     initializer = keras.initializers.get(_plain(spec))

@@ -10,34 +10,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline import convergence, data, files
+from pipeline.engines import Replicates, schedule_from, train_copies
 from pipeline.errors import DivergedError
 
 
-def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Any:
-    """Train `trainer.replicates` copies with the configured engine (compiled or numpy); return their Replicates."""
-    import tensorflow as tf
-
-    from pipeline import backprop, models
-    from pipeline.engines import replicated
-    from pipeline.engines import schedule_from
-
+def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Replicates:
+    """Train `trainer.replicates` copies at once with the configured engine; return their Replicates."""
     trainer = cfg["trainer"]
-    tf.config.experimental.enable_op_determinism()
-    schedule = schedule_from(trainer | {"snapshots": 0})
-    copies = trainer["replicates"]
-    if trainer["engine"] == "numpy":
-        seeds = trainer["seed"] + np.arange(copies)
-        stacked = replicated.StackedMLP(cfg["model"], dataset.n_features, seeds)
-        mlp = backprop.MLP.from_parameters([v.numpy() for v in stacked.variables], stacked.use_bias, stacked.activations)
-        cost = backprop.Cost.from_config(cfg["loss"])
-        return backprop.train_replicates(mlp, cost, cfg["optimizer"]["learning_rate"], dataset, schedule, seeds)
-    threshold = 0.0 if cfg["loss"].get("from_logits") else 0.5
-    return replicated.train(
-        cfg["model"], models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"]), dataset, schedule, copies, threshold
-    )
+    return train_copies(cfg, dataset, schedule_from(trainer | {"snapshots": 0}), trainer["replicates"])
 
 
-def save_outputs(out: Path, replicates: Any, table: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any]) -> list[Path]:
+def save_outputs(
+    out: Path, replicates: Replicates, table: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any]
+) -> list[Path]:
     """Write replicates.csv, history.csv (per-epoch bands), metrics.json, timing.json, weights.npz and the plot."""
     from pipeline import plots
 
@@ -46,7 +31,8 @@ def save_outputs(out: Path, replicates: Any, table: pd.DataFrame, metrics: dict[
     with files.atomic_path(out / "history.csv") as tmp:
         convergence.epoch_bands(replicates, table).to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
     with files.atomic_path(out / "weights.npz") as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, seeds=replicates.seeds, **{f"w{i}": w for i, w in enumerate(replicates.parameters)})
+        arrays: dict[str, Any] = {"seeds": replicates.seeds} | {f"w{i}": w for i, w in enumerate(replicates.parameters)}
+        np.savez(handle, **arrays)
     picture = out / "plots" / "convergence.png"
     picture.parent.mkdir(parents=True, exist_ok=True)
     converged = table["converged"].to_numpy()

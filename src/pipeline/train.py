@@ -22,43 +22,21 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, data, files
 from pipeline import import_keras
 from pipeline.cli import hydra_app, resolved
-from pipeline.engines import History, schedule_from
+from pipeline.engines import History, Net, schedule_from, train_one
 from pipeline.errors import ConfigError, DivergedError
 
 
-def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Any, History]:
-    """Build the model from its seed and train it with the configured engine; return (model, history)."""
-    import keras
-    import tensorflow as tf
-
-    from pipeline import backprop, models
-    from pipeline.engines import compiled, fit
-
-    trainer = cfg["trainer"]
-    keras.utils.set_random_seed(trainer["seed"])
-    tf.config.experimental.enable_op_determinism()
-    model = models.build(cfg["model"], dataset.n_features, trainer["seed"])
-    schedule = schedule_from(trainer)
-    if trainer["engine"] == "numpy":
-        mlp = backprop.MLP.from_keras(model)
-        cost = backprop.Cost.from_config(cfg["loss"])
-        return mlp, backprop.train(mlp, cost, cfg["optimizer"]["learning_rate"], dataset, schedule)
-    loss, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
-    if trainer["engine"] == "fit":
-        return model, fit.train(model, loss, optimizer, dataset, schedule, metric=cfg["metrics"][0])
-    threshold = 0.0 if cfg["loss"].get("from_logits") else 0.5
-    return model, compiled.train(model, loss, optimizer, dataset, schedule, threshold=threshold)
+def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Net, History]:
+    """Train one copy of the configured model with the configured engine; return (model, history)."""
+    trained = train_one(cfg, dataset, schedule_from(cfg["trainer"]))
+    return trained.model, trained.history
 
 
-def final_metrics(cfg: dict[str, Any], model: Any, dataset: data.Dataset, history: History) -> dict[str, Any]:
+def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, history: History) -> dict[str, Any]:
     """Loss and accuracy of the trained model on train and test, plus what the history says."""
-    from pipeline import predict
-
-    train_loss, train_accuracy = predict.loss_and_accuracy(model, cfg["loss"], dataset.x_train, dataset.y_train)
+    train_loss, train_accuracy = model.loss_and_accuracy(cfg["loss"], dataset.x_train, dataset.y_train)
     test_loss, test_accuracy = (
-        predict.loss_and_accuracy(model, cfg["loss"], dataset.x_test, dataset.y_test)
-        if dataset.has_test
-        else (train_loss, train_accuracy)
+        model.loss_and_accuracy(cfg["loss"], dataset.x_test, dataset.y_test) if dataset.has_test else (train_loss, train_accuracy)
     )  # no split: test is train
     return {
         "train_loss": train_loss,
@@ -72,22 +50,9 @@ def final_metrics(cfg: dict[str, Any], model: Any, dataset: data.Dataset, histor
     }
 
 
-def save_model(model: Any, path: Path) -> Path:
-    """Write the model atomically: `model.keras`, or `model.npz` for the numpy engine."""
-    from pipeline.backprop import MLP
-
-    if isinstance(model, MLP):
-        path = path.with_suffix(".npz")
-        model.save(path)
-        return path
-    with files.atomic_path(path) as tmp:
-        model.save(tmp)
-    return path
-
-
-def save_outputs(out: Path, model: Any, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
+def save_outputs(out: Path, model: Net, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
     """Write model, history.csv, metrics.json, timing.json and snapshots.npz under `out`; return the model path."""
-    model_path = save_model(model, out / "model.keras")
+    model_path = model.save(out)
     frame = pd.DataFrame({"epoch": np.arange(1, history.epochs_run + 1)})
     for name, values in history.columns.items():
         if values:
@@ -195,7 +160,7 @@ def log_run(
     cfg: dict[str, Any],
     dataset: data.Dataset,
     data_file: Path,
-    model: Any,
+    model: Net,
     model_path: Path,
     history: History,
     metrics: dict[str, Any],
@@ -205,11 +170,7 @@ def log_run(
     run.log_series({k: v for k, v in history.columns.items() if v})
     numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     run.log_metrics(numeric, step=history.epochs_run)
-    if model_path.suffix == ".keras":
-        example = dataset.x_train[:4]
-        run.log_keras_model_file(model_path, example, np.asarray(model(example, training=False)))
-    else:
-        run.log_artifact(model_path, "model")
+    model.log(run, model_path, dataset.x_train[:4])
     run.log_dataset_file(data_file, cfg["dataset"]["name"])
     for name in ("history.csv", "metrics.json", "timing.json"):
         run.log_artifact(model_path.parent / name, "results")

@@ -1,15 +1,28 @@
-"""Training engines: the same model, loss and optimizer, three loops (compiled graph, Keras fit, numpy)."""
+"""Training engines: the same model, loss and optimizer, three loops (compiled graph, Keras fit, numpy).
+
+Every engine answers one call, `train(cfg, dataset, schedule, copies)`: it trains `copies` copies of the
+configured model seeded schedule.seed, schedule.seed + 1, ...; a single run is one copy and comes back as a
+`Trained` (model and history), several as `Replicates`. `engine(name)` is the one place that maps a name
+to its engine.
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipeline.data import Dataset
 
 COLUMNS = ("loss", "accuracy", "test_loss", "test_accuracy")
 
@@ -74,32 +87,32 @@ def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
     return (0, *map(int, spaced))
 
 
-def copies_progress(label: str, epoch: int, epochs: int, loss: np.ndarray, accuracy: np.ndarray, start: float) -> None:
-    """One progress line for stacked copies: their median loss and the share at 100% training accuracy."""
-    print(
-        f"[{label}] epoch {epoch}/{epochs}  median loss {np.median(loss):.4g}  copies at 100% "
-        f"{np.mean(accuracy >= 1.0):.1%}  ({time.perf_counter() - start:.1f} s)",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 class Progress:
-    """Prints a line at most once a second while training, and a final line: quiet on short runs."""
+    """A line at most once a second while training (epoch, rate, ETA; copies: median loss, share at 100%).
+
+    Quiet on short runs: nothing is printed before `interval` seconds have passed.
+    """
 
     def __init__(self, epochs: int, label: str, interval: float = 1.0) -> None:
         self.epochs, self.label, self.interval = epochs, label, interval
         self.start = self.last = time.perf_counter()
+        self.printed = False
 
-    def update(self, history: History, final: bool = False) -> None:
+    def update(self, epoch: int, loss: Any, accuracy: Any, final: bool = False) -> None:
+        """Report the state after `epoch`; `loss` and `accuracy` are numbers, or one value per copy."""
         now = time.perf_counter()
-        if not final and now - self.last < self.interval:
+        if now - self.last < self.interval and not (final and self.printed):
             return
-        self.last = now
-        epoch = history.epochs_run
-        loss, accuracy = history.columns["loss"][-1], history.columns["accuracy"][-1]
+        self.last, self.printed = now, True
+        elapsed = now - self.start
+        rate = epoch / elapsed if elapsed > 0 else float("inf")
+        eta = "" if final or epoch >= self.epochs else f", ETA {(self.epochs - epoch) / rate:.0f} s"
+        if np.ndim(loss):
+            state = f"median loss {np.median(loss):.4g}  copies at 100% {np.mean(np.asarray(accuracy) >= 1.0):.1%}"
+        else:
+            state = f"loss {float(loss):.4g}  accuracy {float(accuracy):.3f}"
         print(
-            f"[{self.label}] epoch {epoch}/{self.epochs}  loss {loss:.4g}  accuracy {accuracy:.3f}  ({now - self.start:.1f} s)",
+            f"[{self.label}] epoch {epoch}/{self.epochs}  {state}  ({elapsed:.1f} s, {rate:.3g} epochs/s{eta})",
             file=sys.stderr,
             flush=True,
         )
@@ -117,3 +130,110 @@ def schedule_from(trainer_cfg: Mapping[str, Any]) -> Schedule:
         max_weight=float(trainer_cfg["max_weight"]),
         snapshot_epochs=snapshot_epochs(trainer_cfg["epochs"], trainer_cfg["snapshots"]),
     )
+
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+class Net(Protocol):
+    """A trained model, Keras or numpy (adapters in pipeline.nets), as prediction, evaluation and plots use it."""
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """P(class 1) for each row of `x`, shape (n, 1), in one batched call."""
+        ...
+
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        """The first hidden layer's activations, (n, units)."""
+        ...
+
+    def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """The configured loss and the binary accuracy on (x, y), from one forward pass."""
+        ...
+
+    def at(self, weights: list[np.ndarray]) -> Predict:
+        """The probabilities of this net with other weights (a snapshot), in Keras's get_weights() order."""
+        ...
+
+    def save(self, folder: Path) -> Path:
+        """Write the model file into `folder`, atomically; return its path."""
+        ...
+
+    def log(self, run: Any, path: Path, example: np.ndarray) -> None:
+        """Log the saved model file `path` to an open tracking run."""
+        ...
+
+
+@dataclass
+class Trained:
+    """One trained copy: the model (behind the `Net` interface) and its history."""
+
+    model: Net
+    history: History
+
+
+@dataclass
+class Replicates:
+    """Per-copy results: per-epoch columns [epochs, copies], final metrics and train-set predictions, weights."""
+
+    seeds: np.ndarray
+    columns: dict[str, np.ndarray]
+    final: dict[str, np.ndarray]
+    predictions: np.ndarray  # [copies, n_train]: P(class 1) after training
+    diverged_epoch: np.ndarray  # [copies]; 0 = never
+    parameters: list[np.ndarray]  # Keras get_weights() order, each with a leading copy axis
+    seconds: float = 0.0
+
+    @property
+    def copies(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.columns["loss"])
+
+
+class Engine(Protocol):
+    """What an engine module provides."""
+
+    def train(self, cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates: ...
+
+
+# name -> module; imported on first use, so choosing `numpy` or `fit` never traces graphs it does not need.
+ENGINES = {"compiled": "pipeline.engines.compiled", "fit": "pipeline.engines.fit", "numpy": "pipeline.engines.numpy_backprop"}
+MANY_COPIES = ("compiled", "numpy")  # the engines that train replicates (checked before TensorFlow starts)
+
+
+def engine_name(name: Any) -> str:
+    """`name` if an engine is registered under it; else a ConfigError listing the engines."""
+    if name not in ENGINES:
+        raise ConfigError("trainer.engine", name, f"one of {', '.join(ENGINES)}")
+    return name
+
+
+def check_copies(name: str, copies: int) -> None:
+    """Reject copies > 1 for an engine that trains one copy at a time."""
+    if copies > 1 and name not in MANY_COPIES:
+        raise ConfigError(
+            "trainer.replicates", copies, f"1 with trainer.engine={name} (copies train with {' or '.join(MANY_COPIES)})"
+        )
+
+
+def engine(name: str) -> Engine:
+    """The engine registered as `name`."""
+    module: Any = importlib.import_module(ENGINES[engine_name(name)])
+    return module
+
+
+def train_one(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule) -> Trained:
+    """A single run: one copy with the configured engine."""
+    result = engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, 1)
+    assert isinstance(result, Trained)
+    return result
+
+
+def train_copies(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Replicates:
+    """`copies` seeded copies at once with the configured engine."""
+    check_copies(cfg["trainer"]["engine"], copies)
+    result = engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, copies)
+    assert isinstance(result, Replicates)
+    return result

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from typing import Any
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Schedule
+from pipeline.engines import History, Progress, Replicates, Schedule, Trained
 
 # Each run traces its own loop for its own model; TensorFlow's retracing advice does not apply.
 tf.get_logger().setLevel(logging.ERROR)
@@ -37,21 +38,27 @@ class CompiledLoop:
         self.n, self.batch = n, min(schedule.batch_size, n)
         self.steps = -(-n // self.batch)
         optimizer.build(model.trainable_variables)
-        self.loss_mean = keras.metrics.Mean()
-        self.accuracy = keras.metrics.BinaryAccuracy(threshold=threshold)
+        self.threshold = threshold
         self.test_accuracy = keras.metrics.BinaryAccuracy(threshold=threshold)
         self.run = tf.function(self._epochs)
 
-    def _batch(self, epoch: tf.Tensor, step: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        """The step-th batch of the epoch; one full batch is used as it is (its order changes only rounding)."""
-        if self.steps == 1:
-            return self.x, self.y
-        order = tf.range(self.n)
-        if self.schedule.shuffle:  # a stateless shuffle keyed by (seed, epoch): reproducible whatever ran before
-            noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
-            order = tf.argsort(noise, stable=True)
-        index = order[step * self.batch : (step + 1) * self.batch]
-        return tf.gather(self.x, index), tf.gather(self.y, index)
+    def _order(self, epoch: tf.Tensor) -> tf.Tensor:
+        """The epoch's sample order: a stateless shuffle keyed by (seed, epoch), reproducible whatever ran before."""
+        if not self.schedule.shuffle:
+            return tf.range(self.n)
+        noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
+        return tf.argsort(noise, stable=True)
+
+    def _step(self, x: tf.Tensor, y: tf.Tensor, sums: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
+        """One optimizer step on the batch (x, y); the epoch's running sums with this batch added."""
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            prediction = self.model(x, training=True)
+            loss = self.loss(y, prediction)
+        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        size = tf.cast(tf.shape(x)[0], tf.float32)
+        hits = tf.reduce_sum(keras.metrics.binary_accuracy(y, prediction, threshold=self.threshold))
+        return sums[0] + loss * size, sums[1] + hits, sums[2] + size
 
     def _epochs(self, first: tf.Tensor, count: tf.Tensor):
         variables = self.model.trainable_variables
@@ -61,18 +68,18 @@ class CompiledLoop:
         test_accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
         diverged = tf.constant(False)
         for i in tf.range(count):
-            self.loss_mean.reset_state()
-            self.accuracy.reset_state()
-            # One batch (the 4-row tables): a plain step, no inner loop to trace; else a graph loop.
-            for step in range(1) if self.steps == 1 else tf.range(self.steps):
-                x, y = self._batch(first + i, step)
-                with tf.GradientTape() as tape:
-                    prediction = self.model(x, training=True)
-                    loss = self.loss(y, prediction)
-                self.optimizer.apply(tape.gradient(loss, variables), variables)
-                self.loss_mean.update_state(loss, sample_weight=tf.shape(x)[0])
-                self.accuracy.update_state(y, prediction)
-            epoch_loss, epoch_accuracy = self.loss_mean.result(), self.accuracy.result()
+            # Keras's Mean and BinaryAccuracy sums, kept as loop values instead of metric variables: the same
+            # float32 additions (so the same numbers) without two variable updates per step.
+            sums = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))  # loss x size, hits, samples
+            if self.steps == 1:  # the 4-row tables: one full batch as it is (its order changes only rounding)
+                sums = self._step(self.x, self.y, sums)
+            else:  # a graph loop over batches gathered from the epoch's order, drawn once per epoch
+                order = self._order(first + i)
+                for step in tf.range(self.steps):
+                    index = order[step * self.batch : (step + 1) * self.batch]
+                    sums = self._step(tf.gather(self.x, index), tf.gather(self.y, index), sums)
+            loss_total, hits, seen = sums
+            epoch_loss, epoch_accuracy = tf.math.divide_no_nan(loss_total, seen), tf.math.divide_no_nan(hits, seen)
             losses = losses.write(i, epoch_loss)
             accuracies = accuracies.write(i, epoch_accuracy)
             if self.has_test:
@@ -90,7 +97,38 @@ class CompiledLoop:
         return losses.stack(), accuracies.stack(), test_losses.stack(), test_accuracies.stack(), diverged
 
 
-def train(
+def one_op_at_a_time() -> None:
+    """Run graph ops on one inter-op thread when this process starts TensorFlow, unless the user sized the pools.
+
+    A small net's step is one chain of tiny ops: handing each to another core costs more than it runs
+    (1e6 points, 2 epochs: 13.6 -> 9.8 s on 2 cores). Ops still use every core inside themselves.
+    """
+    if "TF_NUM_INTEROP_THREADS" in os.environ or tf.config.threading.get_inter_op_parallelism_threads():
+        return
+    with contextlib.suppress(RuntimeError):  # TensorFlow already runs in this process (an earlier job): pools stay
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
+    """The engine: a Keras model trained by `CompiledLoop`, or `copies` > 1 stacked copies by the replicated loop."""
+    from pipeline import models
+    from pipeline.nets import KerasNet
+
+    if copies == 1:
+        one_op_at_a_time()
+    loss, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
+    from_logits = bool(cfg["loss"].get("from_logits"))
+    threshold = 0.0 if from_logits else 0.5
+    if copies > 1:
+        from pipeline.engines import replicated
+
+        tf.config.experimental.enable_op_determinism()
+        return replicated.train(cfg["model"], loss, optimizer, dataset, schedule, copies, threshold)
+    model = models.seeded_model(cfg["model"], dataset.n_features, schedule.seed)
+    return Trained(KerasNet(model, from_logits), train_model(model, loss, optimizer, dataset, schedule, threshold=threshold))
+
+
+def train_model(
     model: keras.Model,
     loss: keras.losses.Loss,
     optimizer: keras.optimizers.Optimizer,
@@ -102,6 +140,7 @@ def train(
     """Train `model` in place for `schedule.epochs`, chunk by chunk; return its history and snapshots."""
     loop = CompiledLoop(model, loss, optimizer, dataset, schedule, threshold)
     history, progress = History(), Progress(schedule.epochs, label)
+    columns = history.columns
     wanted = set(schedule.snapshot_epochs)
     if 0 in wanted:
         history.snapshots[0] = [np.array(w) for w in model.get_weights()]
@@ -114,12 +153,12 @@ def train(
         done = history.epochs_run
         if done in wanted:
             history.snapshots[done] = [np.array(w) for w in model.get_weights()]
-        progress.update(history)
+        progress.update(done, columns["loss"][-1], columns["accuracy"][-1])
         if bool(diverged):
             history.diverged_epoch = done
             break
         if done < first + count - 1:  # the graph stopped early: converged
             break
     history.seconds = time.perf_counter() - start
-    progress.update(history, final=True)
+    progress.update(history.epochs_run, columns["loss"][-1], columns["accuracy"][-1], final=True)
     return history

@@ -1,15 +1,15 @@
-"""The reference engine: plain Keras `model.fit` with its progress bar."""
+"""The reference engine: plain Keras `model.fit`, with the pipeline's progress line instead of Keras's bar."""
 
 from __future__ import annotations
 
-import sys
 import time
+from typing import Any
 
 import keras
 import numpy as np
 
 from pipeline.data import Dataset
-from pipeline.engines import History, Schedule, diverged
+from pipeline.engines import History, Progress, Replicates, Schedule, Trained, check_copies, diverged
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -41,6 +41,17 @@ class StopAtDivergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class ShowProgress(keras.callbacks.Callback):
+    """The pipeline's progress line (at most once a second, quiet on short runs) instead of Keras's bar."""
+
+    def __init__(self, progress: Progress, metric: str) -> None:
+        super().__init__()
+        self.progress, self.metric = progress, metric
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.progress.update(epoch + 1, (logs or {}).get("loss", np.nan), (logs or {}).get(self.metric, np.nan))
+
+
 class StopAtConvergence(keras.callbacks.Callback):
     """Stops training at the end of the first epoch whose training accuracy is 100%."""
 
@@ -53,7 +64,19 @@ class StopAtConvergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train(
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
+    """The engine: `model.fit` on a Keras model seeded as a standalone run (one copy only)."""
+    from pipeline import models
+    from pipeline.nets import KerasNet
+
+    check_copies("fit", copies)
+    model = models.seeded_model(cfg["model"], dataset.n_features, schedule.seed)
+    loss, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
+    history = train_model(model, loss, optimizer, dataset, schedule, metric=cfg["metrics"][0])
+    return Trained(KerasNet(model, bool(cfg["loss"].get("from_logits"))), history)
+
+
+def train_model(
     model: keras.Model,
     loss: keras.losses.Loss,
     optimizer: keras.optimizers.Optimizer,
@@ -64,7 +87,12 @@ def train(
     """Train with `model.fit`; return the history in the pipeline's column names."""
     model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
     history = History()
-    callbacks = [Snapshots(schedule.snapshot_epochs, history), StopAtDivergence(schedule.max_weight, history)]
+    progress = Progress(schedule.epochs, "fit")
+    callbacks = [
+        Snapshots(schedule.snapshot_epochs, history),
+        StopAtDivergence(schedule.max_weight, history),
+        ShowProgress(progress, metric),
+    ]
     if schedule.stop_at_convergence:
         callbacks.append(StopAtConvergence(metric))
     start = time.perf_counter()
@@ -76,12 +104,13 @@ def train(
         # Shuffling one full batch changes only float rounding; skipping it keeps fit and compiled bitwise equal.
         shuffle=schedule.shuffle and schedule.batch_size < len(dataset.x_train),
         validation_data=(dataset.x_test, dataset.y_test) if dataset.has_test else None,
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=0,
         callbacks=callbacks,
     )
     history.seconds = time.perf_counter() - start
     logs = fitted.history
     history.extend(loss=np.array(logs["loss"]), accuracy=np.array(logs[metric]))
+    progress.update(history.epochs_run, logs["loss"][-1], logs[metric][-1], final=True)
     if dataset.has_test:
         history.extend(test_loss=np.array(logs["val_loss"]), test_accuracy=np.array(logs[f"val_{metric}"]))
     return history

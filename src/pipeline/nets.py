@@ -1,0 +1,130 @@
+"""Trained models, Keras or numpy, as `engines.Net`: probabilities, hidden activations, metrics, files.
+
+Prediction, evaluation, plots and tracking use `Net` only; these two adapters are the one place that knows
+which kind of model a run holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import files
+from pipeline.backprop import MLP, Cost, sigmoid
+from pipeline.engines import Net, Predict
+from pipeline.errors import DataError
+
+
+def _accuracy(probability: np.ndarray, y: np.ndarray) -> float:
+    return round(float(np.mean((probability > 0.5) == (y > 0.5))), 6)
+
+
+class KerasNet:
+    """A Keras model; `from_logits` when its output is a logit (the loss says so)."""
+
+    FILE = "model.keras"
+
+    def __init__(self, model: Any, from_logits: bool = False) -> None:
+        self.model, self.from_logits = model, from_logits
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(np.asarray(x, np.float32), training=False), dtype=np.float64)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        out = self.outputs(x)
+        return sigmoid(out) if self.from_logits else out
+
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.layers[0](np.asarray(x, np.float32)))
+
+    def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        from pipeline import models
+
+        out = self.model(np.asarray(x, np.float32), training=False)
+        loss = models.make_loss(loss_cfg)(y, out)
+        out = np.asarray(out, dtype=np.float64)
+        return round(float(loss), 8), _accuracy(sigmoid(out) if loss_cfg.get("from_logits") else out, y)
+
+    def at(self, weights: list[np.ndarray]) -> Predict:
+        import keras
+
+        replica = KerasNet(keras.models.clone_model(self.model), self.from_logits)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            replica.model.set_weights(weights)
+            return replica.probabilities(x)
+
+        return predict
+
+    def save(self, folder: Path) -> Path:
+        with files.atomic_path(folder / self.FILE) as tmp:
+            self.model.save(tmp)
+        return folder / self.FILE
+
+    def log(self, run: Any, path: Path, example: np.ndarray) -> None:
+        run.log_keras_model_file(path, example, np.asarray(self.model(example, training=False)))
+
+    @classmethod
+    def load(cls, path: Path, from_logits: bool = False) -> KerasNet:
+        from pipeline import import_keras
+
+        keras = import_keras()
+        import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
+
+        try:
+            return cls(keras.saving.load_model(path, safe_mode=True), from_logits)
+        except Exception as error:  # Keras raises many types for a damaged archive
+            raise DataError(path, f"not a readable Keras model ({type(error).__name__})") from None
+
+
+class NumpyNet:
+    """The hand-written backprop's MLP (float64)."""
+
+    FILE = "model.npz"
+
+    def __init__(self, mlp: MLP, from_logits: bool = False) -> None:
+        self.mlp, self.from_logits = mlp, from_logits
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        return self.mlp.probabilities(x, self.from_logits)
+
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        return self.mlp.forward(x)[1][1]
+
+    def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        zs, a = self.mlp.forward(x)
+        loss = Cost.from_config(loss_cfg).value(zs[-1], a[-1], y.astype(np.float64))
+        return round(float(loss), 8), _accuracy(sigmoid(a[-1]) if loss_cfg.get("from_logits") else a[-1], y)
+
+    def at(self, weights: list[np.ndarray]) -> Predict:
+        frame = MLP.from_parameters(weights, self.mlp.b is not None, self.mlp.activations)
+        return lambda x: frame.probabilities(x, self.from_logits)
+
+    def save(self, folder: Path) -> Path:
+        self.mlp.save(folder / self.FILE)
+        return folder / self.FILE
+
+    def log(self, run: Any, path: Path, example: np.ndarray) -> None:
+        run.log_artifact(path, "model")
+
+    @classmethod
+    def load(cls, path: Path, from_logits: bool = False) -> NumpyNet:
+        return cls(MLP.load(path), from_logits)
+
+
+KINDS: tuple[type[KerasNet] | type[NumpyNet], ...] = (NumpyNet, KerasNet)
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The model files a run may have written into `folder`."""
+    return [folder / kind.FILE for kind in KINDS]
+
+
+def load(folder: Path, from_logits: bool = False) -> Net:
+    """The trained model in `folder`: model.npz (numpy engine) or model.keras (Keras, safe mode)."""
+    for kind in KINDS:
+        if (folder / kind.FILE).is_file():
+            return kind.load(folder / kind.FILE, from_logits)
+    raise DataError(folder / KerasNet.FILE, "no such model file; train first (`dvc repro` or `python -m pipeline.train`)")

@@ -1,0 +1,69 @@
+"""Engines: the registry, linear batching, and the sigmoid emulation that makes replicates equal standalone runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import engines
+from pipeline.errors import ConfigError
+
+
+def test_the_registry_maps_each_name_to_an_engine_and_rejects_others():
+    for name in engines.ENGINES:
+        assert callable(engines.engine(name).train)
+    with pytest.raises(ConfigError) as error:
+        engines.engine("turbo")
+    message = str(error.value)
+    assert message.startswith("trainer.engine='turbo'") and all(name in message for name in engines.ENGINES)
+    assert "\n" not in message
+    with pytest.raises(ConfigError, match="trainer.replicates=3"):
+        engines.check_copies("fit", 3)
+
+
+def test_progress_is_quiet_on_short_runs_and_gives_a_rate_and_eta_on_long_ones(capsys, monkeypatch):
+    clock = iter([0.0, 0.5, 0.6, 2.0, 3.0])
+    monkeypatch.setattr(engines.time, "perf_counter", lambda: next(clock))
+    short = engines.Progress(epochs=10, label="compiled")  # starts at 0.0
+    short.update(5, 0.5, 0.75)  # 0.5 s: too soon
+    short.update(10, 0.4, 1.0, final=True)  # 0.6 s: nothing was printed, so no final line either
+    assert capsys.readouterr().err == ""
+    long = engines.Progress(epochs=100, label="numpy x3")  # starts at 2.0
+    long.update(50, np.array([0.1, 0.2, 0.3]), np.array([1.0, 1.0, 0.5]))  # 1 s later: 50 epochs/s, 1 s left
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("[numpy x3] epoch 50/100") and "median loss 0.2" in line and "66.7%" in line
+    assert "50 epochs/s" in line and "ETA 1 s" in line
+
+
+def test_sigmoid_emulation_equals_tensorflows_single_element_path_bit_for_bit():
+    import tensorflow as tf
+
+    from pipeline.engines.exact_sigmoid import scalar_sigmoid
+
+    z = np.concatenate([np.linspace(-30, 30, 601), np.random.default_rng(0).normal(0, 4, 400)]).astype(np.float32)
+    singles = np.array([tf.sigmoid(tf.constant([v])).numpy()[0] for v in z])  # one element: TF's scalar path
+    np.testing.assert_array_equal(scalar_sigmoid(tf.constant(z)).numpy(), singles)
+    grads = []
+    for v in z[::10]:
+        x = tf.constant([v])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.sigmoid(x)
+        grads.append(tape.gradient(y, x).numpy()[0])
+    x = tf.constant(z[::10])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = scalar_sigmoid(x)
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), np.array(grads))
+
+
+@pytest.mark.parametrize("batch, units", [(4, 1), (3, 5), (32, 4), (4, 16)])
+def test_stacked_sigmoid_equals_each_copys_own_sigmoid_bit_for_bit(batch, units):
+    import tensorflow as tf
+
+    from pipeline.engines.exact_sigmoid import standalone_sigmoid
+
+    z = np.random.default_rng(batch * units).normal(0, 3, (7, batch, units)).astype(np.float32)
+    stacked = standalone_sigmoid(tf.constant(z)).numpy()
+    for r in range(len(z)):
+        np.testing.assert_array_equal(stacked[r], tf.sigmoid(tf.constant(z[r])).numpy())
