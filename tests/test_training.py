@@ -140,3 +140,30 @@ def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
     assert len(metrics) == 4
     assert {p.parent.name for p in metrics} == {"0", "1", "2", "3"}
     assert all((p.parent / "model.keras").exists() and (p.parent / "history.csv").exists() for p in metrics)
+
+
+def test_a_run_replaces_another_engines_model_so_evaluation_reads_its_own(make_config, tmp_path):
+    from pipeline.evaluate import load_model
+    from pipeline.nets import KerasNet
+
+    out = tmp_path / "out"
+    train(make_config("experiment=xor_bias_numpy", "trainer.epochs=20"), out=out)
+    assert (out / "model.npz").is_file()
+    train(make_config("experiment=xor_bias_sigmoid_sgd", "trainer.epochs=20"), out=out)
+    assert not (out / "model.npz").exists() and isinstance(load_model(out), KerasNet)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_written_files_get_the_umasks_mode_not_mkstemps_0600(tmp_path, mask):
+    import os
+
+    from pipeline import files
+
+    previous = os.umask(mask)
+    try:
+        files.write_json(tmp_path / "metrics.json", {"a": 1})
+        data.save(data.generate({"name": "xor", "test_fraction": 0.0}), tmp_path / "xor.csv")
+    finally:
+        os.umask(previous)
+    for name in ("metrics.json", "xor.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

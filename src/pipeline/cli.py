@@ -132,7 +132,7 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
         except PipelineError as error:
             report(error)
         except KeyboardInterrupt as error:
-            print(f"error: interrupted ({error or 'Ctrl-C'})", file=sys.stderr)
+            print(f"error: interrupted ({str(error) or 'Ctrl-C'})", file=sys.stderr)
             sys.exit(130)
 
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(guarded)

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config, data, files
-from pipeline import import_keras
+from pipeline import config, data, files, import_keras, nets
 from pipeline.cli import hydra_app, resolved
 from pipeline.engines import History, Net, schedule_from, train_one
 from pipeline.errors import ConfigError, DivergedError
@@ -53,6 +52,9 @@ def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, histor
 def save_outputs(out: Path, model: Net, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
     """Write model, history.csv, metrics.json, timing.json and snapshots.npz under `out`; return the model path."""
     model_path = model.save(out)
+    for stale in nets.model_files(out):  # another engine's model from an earlier run would be evaluated instead
+        if stale != model_path:
+            stale.unlink(missing_ok=True)
     frame = pd.DataFrame({"epoch": np.arange(1, history.epochs_run + 1)})
     for name, values in history.columns.items():
         if values:
