@@ -28,6 +28,7 @@ class KerasNet:
 
     def __init__(self, model: Any, from_logits: bool = False) -> None:
         self.model, self.from_logits = model, from_logits
+        self.replica: KerasNet | None = None  # one clone serves every snapshot: each predict sets its weights
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.model(np.asarray(x, np.float32), training=False), dtype=np.float64)
@@ -50,7 +51,9 @@ class KerasNet:
     def at(self, weights: list[np.ndarray]) -> Predict:
         import keras
 
-        replica = KerasNet(keras.models.clone_model(self.model), self.from_logits)
+        if self.replica is None:
+            self.replica = KerasNet(keras.models.clone_model(self.model), self.from_logits)
+        replica = self.replica
 
         def predict(x: np.ndarray) -> np.ndarray:
             replica.model.set_weights(weights)

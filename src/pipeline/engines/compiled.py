@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
