@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -55,14 +56,15 @@ def make_config(tmp_path):
 
 
 def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
-    """Run `python -m pipeline.<module> args` in `cwd`; return the CompletedProcess."""
+    """Run `python -m pipeline.<module> args` in `cwd` with `env` added (None removes a variable)."""
+    merged = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", f"pipeline.{module}", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in merged.items() if v is not None},
     )
 
 
@@ -101,6 +103,41 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list[str], ready_path: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> Iterator[str]:
+    """Run a server command (`{port}` in it becomes a free port) in `env` (default: this one); yield its URL once
+    `ready_path` answers 200."""
+    port = free_port()
+    server = subprocess.Popen(
+        [part.format(port=port) for part in command],
+        cwd=cwd,
+        env=os.environ if env is None else env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its workers are stopped with it
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert server.poll() is None, f"{command[:4]} exited: {server.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, f"{command[:4]} did not answer {ready_path} within {timeout} s"
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(url + ready_path, timeout=2).status == 200:
+                    break
+            time.sleep(0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 @contextlib.contextmanager

@@ -150,7 +150,7 @@ def test_ray_sweep_is_tracked_by_a_server_on_postgresql(tmp_path, postgres, ray_
         finished, _ = jobs_and_dead_attempts(children)
         assert sorted(c.data.params["trainer.seed"] for c in finished) == ["0", "1", "2", "3"]
         children = finished
-        assert all(len(client.get_metric_history(c.info.run_id, "loss")) == 200 for c in children)
+        assert all(len(client.get_metric_history(c.info.run_id, "epoch_loss")) == 200 for c in children)
         assert "summary.csv" in {a.path for a in client.list_artifacts(parents[0].info.run_id)}
         assert any((tmp_path / "artifacts").rglob("model.keras"))  # proxied: the server wrote the artifacts
 

@@ -1,13 +1,19 @@
-"""`dvc repro` of the generate stages in a temporary git repository."""
+"""DVC: the committed lock matches the code, each stage's deps are the code it runs, `dvc exp run -S` reruns one
+experiment, `dvc plots show` draws every learning curve; pipelines run in temporary git repositories."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -15,7 +21,41 @@ DATASETS = ["xor", "xor_bias", "circles", "moons", "spiral", "gauss", "xor_noisy
 
 
 def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    # PYTHONPATH: the stages import the copy's package and read its conf/, not the installed checkout's.
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {"PYTHONPATH": str(cwd / "src")}
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+
+
+def pipeline_copy(root: Path, experiments: list[str]) -> None:
+    """A git repository at `root` holding this pipeline cut down to `experiments` (their datasets, train, evaluate)."""
+    shutil.copytree(ROOT / "conf", root / "conf")
+    shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for name in ("report", "claims"):
+        del stages["stages"][name]
+    for plot in stages["plots"]:
+        (spec,) = plot.values()
+        spec["y"] = {path: columns for path, columns in spec["y"].items() if path.split("/")[1] in experiments}
+    (root / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["experiments"] = {name: params["experiments"][name] for name in experiments}
+    params["datasets"] = sorted({spec["dataset"] for spec in params["experiments"].values()})
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / ".gitignore").write_text("mlflow.db\nmlartifacts/\n")
+    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@t"], ["git", "config", "user.name", "t"]):
+        subprocess.run(command, cwd=root, check=True)
+    assert dvc("init", "-q", cwd=root).returncode == 0
+    commit(root, "pipeline")
+
+
+def commit(root: Path, message: str) -> None:
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", message], cwd=root, check=True)
+
+
+def ran(result: subprocess.CompletedProcess) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran."""
+    return set(re.findall(r"Running stage '([^']+)'", result.stdout))
 
 
 @pytest.mark.slow
@@ -40,8 +80,105 @@ def test_dvc_repro_generates_every_dataset_then_has_nothing_to_do(tmp_path):
 
 def test_a_new_training_run_is_evaluated_into_its_own_mlflow_run():
     # The numpy engine's weights file is byte-identical from run to run; the run id is what changes.
-    import yaml
-
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     assert "results/${key}/run.json" in stages["evaluate"]["do"]["deps"]
     assert "results/${key}/run.json" in stages["train"]["do"]["outs"]
+
+
+@pytest.mark.slow
+def test_the_committed_lock_matches_the_committed_code_and_configs():
+    # On a fresh clone only outputs are missing (built by `dvc repro`); a modified dependency or param means
+    # someone changed code or config without rerunning `dvc repro` and committing dvc.lock.
+    result = dvc("status", "--json", cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stale = {
+        stage: entry["changed deps"]
+        for stage, entries in json.loads(result.stdout or "{}").items()
+        for entry in entries
+        if isinstance(entry, dict) and any(change != "deleted" for change in entry.get("changed deps", {}).values())
+    }
+    assert not stale, f"run `dvc repro` and commit dvc.lock: {stale}"
+
+
+def source_file(module: str) -> Path:
+    """src/pipeline/x.py, or src/pipeline/x/__init__.py for a package."""
+    path = Path("src", *module.split(".")).with_suffix(".py")
+    return path if (ROOT / path).exists() else Path("src", *module.split("."), "__init__.py")
+
+
+def imported_modules(module: str) -> set[str]:
+    """The pipeline's source files `module` imports, directly or not, at any depth (function-level imports too)."""
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or not (ROOT / source_file(name)).exists():
+            return
+        seen.add(name)
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            visit(".".join(parts[:i]))
+        for node in ast.walk(ast.parse((ROOT / source_file(name)).read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for imported in names:
+                if imported.startswith("pipeline"):
+                    visit(imported)
+
+    visit(module)
+    return {str(source_file(name)) for name in seen}
+
+
+# Imported only on paths the DVC stage never takes: train evaluates and plots multirun jobs and replicated runs.
+NOT_RUN_BY_STAGE = {"train": {"src/pipeline/evaluate.py", "src/pipeline/plots.py"}, "claims": {"src/pipeline/evaluate.py"}}
+
+
+@pytest.mark.parametrize("stage", ["generate", "train", "evaluate", "report", "claims"])
+def test_each_stage_depends_on_the_code_it_runs_and_not_the_rest(stage):
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
+    deps = set((spec.get("do") or spec)["deps"])
+    needed = imported_modules(f"pipeline.{stage}") - NOT_RUN_BY_STAGE.get(stage, set())
+    missing = {module for module in needed if module not in deps and str(Path(module).parent) not in deps}
+    assert not missing, f"dvc.yaml stage {stage} lacks deps {missing}"
+    code = {dep for dep in deps if dep.startswith("src/")}
+    assert "src/pipeline" not in code and not code & NOT_RUN_BY_STAGE.get(stage, set())
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_changes_one_experiment_and_shows_it_with_its_metrics_and_learning_curves(tmp_path):
+    pipeline_copy(tmp_path, ["xor_relu16", "xor_relu32"])
+    first = dvc("repro", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert ran(first) == {"generate@xor"} | {f"{s}@{e}" for s in ("train", "evaluate") for e in ("xor_relu16", "xor_relu32")}
+    commit(tmp_path, "repro")
+    preset = tmp_path / "conf" / "experiment" / "xor_relu16.yaml"
+    before = preset.read_text()
+
+    run = dvc("exp", "run", "-S", "conf/experiment/xor_relu16.yaml:optimizer.learning_rate=0.02", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert ran(run) == {"train@xor_relu16", "evaluate@xor_relu16"}  # not xor_relu32, not the data
+    changed = [line for line in preset.read_text().splitlines() if line not in before.splitlines()]
+    assert changed == ["  learning_rate: 0.02"]  # DVC rewrote the one value, the file's layout kept
+
+    shown = json.loads(dvc("exp", "show", "--json", cwd=tmp_path).stdout)
+    experiment = next(e for e in shown if e["rev"] != "workspace")["experiments"][0]["revs"][0]["data"]
+    params = experiment["params"]["conf/experiment/xor_relu16.yaml"]["data"]
+    assert params["optimizer"]["learning_rate"] == 0.02
+    assert experiment["params"]["conf/experiment/xor_relu32.yaml"]["data"]["optimizer"]["learning_rate"] == 0.001
+    metrics = experiment["metrics"]["results/xor_relu16/metrics.json"]["data"]
+    assert metrics["train_accuracy"] == 1.0 and metrics["convergence_epoch"] < 202  # faster than at lr 0.001
+    diff = dvc("params", "diff", cwd=tmp_path)
+    assert "optimizer.learning_rate" in diff.stdout and "0.02" in diff.stdout
+
+    plots = json.loads(dvc("plots", "show", "--json", cwd=tmp_path).stdout)["data"]
+    for name in ("loss", "accuracy"):
+        (plot,) = plots[name]
+        rows = plot["content"]["data"]["values"]
+        # DVC names a series `file` when each file gives one column, `file::column` otherwise
+        files = {row.get("filename") or row["filename::field"].split("::")[0] for row in rows}
+        assert files == {f"{e}/history.csv" for e in ("xor_relu16", "xor_relu32")}
+        assert len(rows) == 2000 and all(row["dvc_inferred_y_value"] == row[name] for row in rows)
+    assert not [key for key in plots if key.endswith("history.csv")]  # drawn once, in the loss and accuracy plots

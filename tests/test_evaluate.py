@@ -52,6 +52,7 @@ def test_evaluation_writes_metrics_and_pictures_and_logs_them_to_the_training_ru
     assert metrics["rounded_predictions"] == "0 1 1 0"
     assert metrics["train"]["accuracy"] == 1.0 and metrics["train"]["roc_auc"] == 1.0
     assert metrics["train"]["confusion"] == {"tn": 2, "fp": 0, "fn": 0, "tp": 2}
+    assert "test" not in metrics  # XOR has no test split
     assert json.loads((out / "evaluation.json").read_text()) == metrics
     for name in PICTURES:
         assert (out / "plots" / name).stat().st_size > 1000
@@ -62,7 +63,7 @@ def test_evaluation_writes_metrics_and_pictures_and_logs_them_to_the_training_ru
     logged = {a.path for a in client.list_artifacts(run_id, "plots")}
     assert logged == {f"plots/{name}" for name in PICTURES}
     run = client.get_run(run_id)
-    assert run.data.metrics["eval.test.f1"] == 1.0 and run.info.status == "FINISHED"
+    assert run.data.metrics["eval_train_f1"] == 1.0 and run.info.status == "FINISHED"
 
 
 def test_missing_or_corrupt_model_names_the_file(tmp_path):
@@ -84,7 +85,7 @@ def test_evaluate_cli_without_a_model_is_one_line_and_writes_nothing(tmp_path, m
         evaluate.main()
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "results/xor_relu16/model.keras" in err[0]
+    assert len(err) == 1 and "runs/xor_relu16/model.keras" in err[0]
     assert files_under(tmp_path) == set()
 
 

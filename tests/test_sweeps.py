@@ -21,9 +21,9 @@ def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
     assert sorted(int(c.data.params["trainer.seed"]) for c in children) == list(range(8))
     assert sorted(c.info.run_name for c in children)[0] == "xor_relu16[trainer.epochs=150,trainer.seed=0]"
     for child in children:  # no metric lost: every epoch of every series, and the finals
-        for key in ("loss", "accuracy"):
+        for key in ("epoch_loss", "epoch_accuracy"):
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == list(range(1, EPOCHS + 1))
-        assert {"train_loss", "train_accuracy", "train_seconds"} <= set(child.data.metrics)
+        assert {"final_train_loss", "final_train_accuracy", "train_seconds"} <= set(child.data.metrics)
     assert parent.data.metrics["children"] == 8
 
 
@@ -34,7 +34,7 @@ def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path)
     best_units = parent.data.params["best.model.hidden.0.units"]
     assert best_units in {"2", "4", "8", "16", "32"} and float(parent.data.params["best.optimizer.learning_rate"]) > 0
     best_value = parent.data.metrics["best_value"]
-    assert best_value == pytest.approx(min(c.data.metrics["train_loss"] for c in children), rel=1e-6)
+    assert best_value == pytest.approx(min(c.data.metrics["final_train_loss"] for c in children), rel=1e-6)
 
 
 def with_hydra_config(*overrides: str):
@@ -84,19 +84,36 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bad", ["dataset=xor,nope", "trainer.nope=1,2"])
-def test_a_sweep_with_a_job_that_cannot_be_composed_fails_before_any_job_runs(bad, tmp_path):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("model.hidden.0.units=4,8,abc", "error: model.hidden.0.units='abc' is not allowed: a positive integer"),
+        ("dataset=xor,nope", "error: dataset='nope' is not allowed: one of "),
+        ("trainer.epocs=1,2", "error: bad override: Could not override 'trainer.epocs'. (did you mean trainer.epochs?)"),
+        ("optimizer=adam,sgd optimizer.learning_rate=0.1,-1", "error: optimizer.learning_rate=-1 is not allowed"),
+    ],
+)
+def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run(bad, message, tmp_path):
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
     result = run_cli(
-        "train",
-        "-m",
-        "experiment=xor_relu16",
-        "trainer.epochs=5",
-        "tracking.enabled=false",
-        bad,
-        "paths.root=.",
-        "hydra.sweep.dir=sweep",
+        "train", "-m", "experiment=xor_relu16", "trainer.epochs=5", *bad.split(), "paths.root=.", "hydra.sweep.dir=sweep",
         cwd=tmp_path,
-    )
-    assert result.returncode != 0 and "nope" in result.stderr
-    assert not (tmp_path / "sweep" / "0").exists()  # Hydra's basic sweeper composes every job before the first runs
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "mlflow.db").exists()  # no job, no MLflow run
+
+
+def test_every_job_of_a_sweep_is_checked_and_long_sweeps_check_each_value_once():
+    from pipeline.cli import MAX_CHECKED_JOBS, sweep_configs
+
+    jobs = list(sweep_configs(["-m", "experiment=xor_relu16", "optimizer=adam,sgd", "trainer.seed=range(3)", "+tag=a,b"]))
+    assert len(jobs) == 12
+    assert {(c.optimizer._target_, c.trainer.seed, c.tag) for c in jobs} == {
+        (f"keras.optimizers.{o}", s, t) for o in ("Adam", "SGD") for s in range(3) for t in "ab"
+    }
+    assert jobs[0].trainer.epochs == 1000 and jobs[0].name == "xor_relu16"
+    many = list(sweep_configs(["-m", f"trainer.seed=range({MAX_CHECKED_JOBS})", "model.hidden.0.units=4,8"]))
+    assert len(many) == MAX_CHECKED_JOBS + 1  # every seed with 4 units, then 8 units once
+    assert [c.model.hidden[0].units for c in many[-2:]] == [4, 8]
+    assert list(sweep_configs(["-m", "optimizer.learning_rate=interval(0.001,0.1)"]))[0].optimizer.learning_rate == 0.001

@@ -33,6 +33,12 @@ def only_run(client: MlflowClient, experiment: str):
     return runs[0]
 
 
+def model_id(client: MlflowClient, run) -> str:
+    """The id of the one model `run` logged."""
+    (model,) = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    return model.model_id
+
+
 def test_flatten_indexes_lists_and_dots_keys():
     flat = tracking.flatten({"model": {"hidden": [{"units": 16, "activation": "relu"}]}, "metrics": ["a"], "x": None})
     assert flat == {"model.hidden.0.units": "16", "model.hidden.0.activation": "relu", "metrics.0": "a", "x": "None"}
@@ -49,7 +55,9 @@ def test_uri_prefers_environment_then_config_then_sqlite_at_root(tmp_path, monke
 def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_STAGE", "train@xor_relu16")
-    metrics = train(make_config("experiment=xor_relu16", tracking=True), out=tmp_path / "out")
+    metrics = train(
+        make_config("experiment=xor_relu16", "tracking.registered_model=xor_relu16", tracking=True), out=tmp_path / "out"
+    )
     client = store(tmp_path)
     run = only_run(client, "xor_relu16")
     assert run.info.status == "FINISHED" and run.info.run_name == "xor_relu16"
@@ -58,16 +66,26 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
     assert params["optimizer._target_"] == "keras.optimizers.Adam" and params["trainer.epochs"] == "1000"
     assert run.data.tags["engine"] == "compiled" and run.data.tags["seed"] == "0"
     assert run.data.tags["dvc_stage"] == "train@xor_relu16"
-    loss = client.get_metric_history(run.info.run_id, "loss")
+    loss = client.get_metric_history(run.info.run_id, "epoch_loss")
     assert [m.step for m in loss] == list(range(1, 1001))
-    assert run.data.metrics["train_accuracy"] == 1.0
-    assert run.data.metrics["convergence_epoch"] == metrics["convergence_epoch"]
+    assert run.data.metrics["final_train_accuracy"] == 1.0
+    assert run.data.metrics["final_convergence_epoch"] == metrics["convergence_epoch"]
+    assert not [k for k in run.data.metrics if "test" in k]  # XOR has no test split
+    experiment = client.get_experiment_by_name("xor_relu16")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("Training runs of `xor_relu16`")
+    (model,) = client.search_logged_models([experiment.experiment_id])
+    assert model.name == "xor_relu16" and model.source_run_id == run.info.run_id
+    assert {m.key: m.value for m in model.metrics}["final_train_accuracy"] == 1.0
+    assert {m.dataset_name for m in model.metrics} == {"xor"}
+    (version,) = client.search_model_versions("name = 'xor_relu16'")
+    assert version.run_id == run.info.run_id and int(version.version) == 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "results"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "results")} >= {"results/history.csv"}
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["xor"]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model_uri = f"runs:/{run.info.run_id}/model"
+    model_uri = "models:/xor_relu16/1"
     loaded = mlflow.keras.load_model(model_uri)
     assert np.round(loaded.predict(XOR, verbose=0)).ravel().tolist() == [0, 1, 1, 0]
     info = mlflow.models.get_model_info(model_uri)
@@ -91,15 +109,23 @@ def test_keras_model_is_saved_with_its_input_example_into_a_new_folder(tmp_path)
     )
 
 
-def test_numpy_engine_logs_its_weights_file(make_config, tmp_path, monkeypatch):
+def test_numpy_engine_logs_its_weights_file_and_a_registered_pyfunc_model(make_config, tmp_path, monkeypatch):
+    from pipeline.backprop import MLP
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    train(make_config("experiment=xor_bias_numpy", "trainer.epochs=10", tracking=True), out=tmp_path / "out")
+    cfg = make_config("experiment=xor_bias_numpy", "trainer.epochs=10", "tracking.registered_model=xor_bias_numpy", tracking=True)
+    train(cfg, out=tmp_path / "out")
     client = store(tmp_path)
     run = only_run(client, "xor_bias_numpy")
     local = client.download_artifacts(run.info.run_id, "model/model.npz", str(tmp_path / "download"))
-    from pipeline.backprop import MLP
-
     assert MLP.load(local).activations == ["sigmoid", "sigmoid"]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    served = mlflow.pyfunc.load_model("models:/xor_bias_numpy/1")
+    x = np.hstack([XOR, np.ones((4, 1))]).astype(np.float64)
+    trained = MLP.load(tmp_path / "out" / "model.npz")
+    np.testing.assert_array_equal(served.predict(x.tolist()), np.ravel(trained.probabilities(x)))
+    assert served.predict([[0, 1, 1]]) == served.predict([[0.0, 1.0, 1.0]])  # JSON's integers are numbers too
+    assert served.metadata.run_id == run.info.run_id and served.metadata.signature is not None
 
 
 def test_exception_ends_the_run_failed_with_the_message(make_config, tmp_path, monkeypatch):
@@ -155,7 +181,7 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
     assert "interrupted" in err and "interrupted ()" not in err
     run = only_run(store(tmp_path), "xor_relu16")
     assert run.info.status == "KILLED"
-    assert not list(tmp_path.glob("results/**/model.keras")) and not list(tmp_path.glob("results/**/.*tmp*"))
+    assert not list(tmp_path.glob("runs/**/model.keras")) and not list(tmp_path.glob("runs/**/.*tmp*"))
 
 
 def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_path, monkeypatch):
@@ -248,10 +274,10 @@ def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, 
         client = MlflowClient(uri)
         run = only_run(client, "xor_relu16")
         assert run.info.status == "FINISHED"
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == 300
+        assert len(client.get_metric_history(run.info.run_id, "epoch_loss")) == 300
         assert (tmp_path / "server-artifacts").is_dir()
         mlflow.set_tracking_uri(uri)
-        loaded = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+        loaded = mlflow.keras.load_model(f"models:/{model_id(client, run)}")
         assert loaded.predict(XOR, verbose=0).shape == (4, 1)
 
 
@@ -273,9 +299,9 @@ def test_the_in_thread_helper_used_on_windows_logs_the_same_run(make_config, tmp
     assert helper.thread is not None and helper.process is None
     client = store(tmp_path)
     run = only_run(client, "xor_relu16")
-    assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "loss")) == 50
+    assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "epoch_loss")) == 50
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    model = mlflow.keras.load_model(f"models:/{model_id(client, run)}")
     assert model.predict(XOR, verbose=0).shape == (4, 1)
     helper.close()
 
@@ -285,12 +311,12 @@ def test_a_dataset_inserted_at_once_by_another_job_is_reused(monkeypatch):
 
     calls = []
 
-    def log_input(dataset, context):
+    def log_input(dataset, context, model=None):
         calls.append(context)
         if len(calls) == 1:  # what a tracking server on PostgreSQL answers when another job won the race
             raise MlflowException('duplicate key value violates unique constraint "datasets_pk"')
 
-    def refuse(dataset, context):
+    def refuse(dataset, context, model=None):
         raise MlflowException("denied")
 
     run, frame = tracking.Run(None, "run-id"), pd.DataFrame({"x": [0.0], "label": [1]})

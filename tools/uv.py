@@ -4,6 +4,7 @@
 Hand-written because a fresh machine may have neither uv nor a pip allowed to install into the system.
 """
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -29,9 +30,24 @@ def uv() -> Path:
     return exe
 
 
+def compile_once(exe: str) -> None:
+    """Sync with compiled bytecode once per uv.lock, so later `uv run`s neither recompile nor print it."""
+    # Compiled bytecode: where PYTHONDONTWRITEBYTECODE is set, Python would otherwise recompile TensorFlow,
+    # MLflow and pandas on every command (about 9 s each time). uv itself recompiles every file on every
+    # `uv run` when UV_COMPILE_BYTECODE is set (1-8 s), hence a stamp per lock file.
+    root = TOOLS.parent
+    lock = root / "uv.lock"
+    if not lock.exists() or "UV_COMPILE_BYTECODE" in os.environ:
+        return
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+    stamp = root / ".venv" / f".bytecode-{digest}"
+    if not stamp.exists():
+        subprocess.run([exe, "sync", "--compile-bytecode", "--quiet"], cwd=root, check=True)
+        stamp.touch()
+
+
 if __name__ == "__main__":
-    # Install with compiled bytecode: where PYTHONDONTWRITEBYTECODE is set, Python would otherwise recompile
-    # TensorFlow, MLflow and pandas on every command (about 9 s each time).
-    os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
     exe = str(uv())
+    if sys.argv[1:2] == ["run"]:
+        compile_once(exe)
     os.execv(exe, [exe, *sys.argv[1:]])

@@ -6,16 +6,19 @@ import argparse
 import atexit
 import functools
 import gc
+import itertools
+import math
+import re
 import signal
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline.errors import ConfigError, Interrupted, PipelineError
 
@@ -66,6 +69,91 @@ def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
                 raise ConfigError(group, value, f"one of {', '.join(options[group])}")
 
 
+MULTIRUN_FLAGS = ("-m", "--multirun")
+MAX_CHECKED_JOBS = 200  # about 20 ms each; beyond this many jobs, each swept value is checked once
+
+
+def sweep_configs(args: list[str], conf_dir: Path = CONF_DIR) -> Iterator[DictConfig]:
+    """The configs of a multirun's jobs, as Hydra's basic sweeper expands them (choices and ranges).
+
+    Composition is what costs (about 0.1 s): each combination of swept config groups is composed once, and
+    swept values of plain keys are set on a copy. Past MAX_CHECKED_JOBS jobs, each swept value is set once (the
+    other keys at their first value). Sweeps a sweeper samples (Optuna's intervals) are left to the sweeper.
+    """
+    options = group_options(conf_dir)
+    parsed = OverridesParser.create().parse_overrides(command_line_overrides(args))
+    fixed = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
+    groups: list[list[str]] = []
+    values: list[tuple[str, list[Any]]] = []
+    for override in parsed:
+        if not override.is_sweep_override() or override.is_sweep_override() and not enumerable(override):
+            continue
+        key = override.get_key_element()
+        if override.key_or_group in options or "/" in override.key_or_group:
+            groups.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            values.append((key, list(override.sweep_iterator())))
+    if math.prod(len(v) for _, v in values) <= MAX_CHECKED_JOBS:
+        settings = [list(zip([k for k, _ in values], combination)) for combination in itertools.product(*(v for _, v in values))]
+    else:
+        firsts = [(k, v[0]) for k, v in values]
+        settings = [firsts] + [firsts[:i] + [(k, x)] + firsts[i + 1 :] for i, (k, v) in enumerate(values) for x in v[1:]]
+    for combination in itertools.product(*groups):
+        base = compose_config(fixed + list(combination), conf_dir)
+        for setting in settings:
+            cfg = base.copy()
+            for key, value in setting:
+                set_value(cfg, key, value, fixed + list(combination), conf_dir)
+            yield cfg
+
+
+def set_value(cfg: DictConfig, key: str, value: Any, overrides: list[str], conf_dir: Path) -> None:
+    """Apply one job's `key=value` (`+key=value` adds a key) as composition would; an unknown key is a PipelineError."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = key.lstrip("+~")
+    try:
+        if key.startswith("+"):
+            with open_dict(cfg):
+                OmegaConf.update(cfg, path, value, force_add=True)
+        else:
+            OmegaConf.update(cfg, path, value)
+    except OmegaConfBaseException:
+        hint = suggestion(path, overrides, conf_dir) or " (no such key; `--cfg job` lists the keys)"
+        raise PipelineError(f"bad override: Could not override '{path}'.{hint}") from None
+
+
+def enumerable(override: Any) -> bool:
+    """Whether a sweep override lists its values (a choice or range), as opposed to an interval a sweeper samples."""
+    try:
+        next(iter(override.sweep_iterator()), None)
+    except Exception:  # noqa: BLE001  (Hydra raises for intervals)
+        return False
+    return True
+
+
+def suggestion(key: str, overrides: list[str], conf_dir: Path = CONF_DIR) -> str:
+    """` (did you mean <key>?)` for a mistyped config key, if a key of the composed config is close to it."""
+    import difflib
+
+    others = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
+    try:
+        keys = dotted_keys(OmegaConf.to_container(compose_config(others, conf_dir), resolve=False))
+    except PipelineError:
+        return ""
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a plain config, dotted (`trainer.epochs`, `model.hidden.0.units`)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    keys = []
+    for key, value in items:
+        keys += [f"{prefix}{key}", *dotted_keys(value, f"{prefix}{key}.")]
+    return keys
+
+
 def raise_on_sigterm() -> None:
     """Turn SIGTERM into an `Interrupted` exception in the main thread, like Ctrl-C."""
 
@@ -111,10 +199,23 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR, config_name:
         message = str(error).strip()
         first_line = message.splitlines()[0] if message else type(error).__name__
         cause = str(error.__cause__ or "")
-        hint = " (no such key; `--cfg job` lists the keys)" if "not in struct" in message + cause else ""
+        hint = ""
+        if "not in struct" in message + cause:
+            key = re.search(r"override '([^']+)'", first_line)
+            hint = suggestion(key.group(1), overrides, conf_dir) if key else ""
+            hint = hint or " (no such key; `--cfg job` lists the keys)"
         raise PipelineError(f"bad override: {first_line}{hint}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+HELP = """{prog} (or python -m pipeline.{module}): {summary}
+
+Usage: {prog} [key=value ...]        one run, e.g. experiment=xor_relu16 optimizer.learning_rate=0.01
+       {prog} -m [key=a,b ...]       a sweep: every combination, one MLflow parent run with the jobs nested
+       {prog} --cfg job [key=value]  print the composed config and stop
+Shell completion (bash): eval "$({prog} -sc install=bash)"
+"""
 
 
 def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], Any]) -> Callable[[], None]:
@@ -123,6 +224,10 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
     A single run is composed and checked by `check` before Hydra starts, so bad input writes nothing at
     all, not even Hydra's output folder; `task` checks again, since multirun jobs start without that.
     """
+
+    module = sys.modules[task.__module__]
+    prog = "pipeline-" + module.__name__.rsplit(".", 1)[-1]
+    summary = (module.__doc__ or "").strip().splitlines()[0]
 
     @functools.wraps(task)
     def guarded(cfg: DictConfig) -> Any:
@@ -141,10 +246,16 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
         raise_on_sigterm()
         skip_final_collection()
         args = sys.argv[1:]
+        flags = {arg for arg in args if arg.startswith("-")}
+        if flags & {"--help", "-h"}:
+            print(HELP.format(prog=prog, module=prog.removeprefix("pipeline-"), summary=summary))
         try:
             check_overrides(args)
-            if not any(arg.startswith("-") for arg in args):  # not --multirun, --cfg, --help, ...
+            if not flags:
                 check(compose_config(args))
+            elif flags <= set(MULTIRUN_FLAGS):  # every job, before the sweep starts and opens its MLflow run
+                for cfg in sweep_configs(args):
+                    check(cfg)
         except PipelineError as error:
             report(error)
         app()

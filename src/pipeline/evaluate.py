@@ -61,17 +61,17 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     model = load_model(folder, bool(cfg["loss"].get("from_logits")))
     history = _read_history(folder / "history.csv")
     trained = json.loads((folder / "metrics.json").read_text())
-    metrics: dict[str, Any] = {
-        "train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train),
-        "test": split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test),
-    }
+    metrics: dict[str, Any] = {"train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train)}
+    if dataset.has_test:  # no split (XOR): no test metrics
+        metrics["test"] = split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test)
     probability = np.ravel(model.probabilities(dataset.x_train))
     metrics["rounded_predictions"] = " ".join(str(int(v)) for v in np.round(probability[:8]))
     table = pd.DataFrame(dataset.x_train, columns=[f"x{i + 1}" for i in range(dataset.n_features)])
     table["label"], table["probability"] = dataset.y_train.ravel().astype(int), probability
     with files.atomic_path(folder / "predictions.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
-    title = f"{cfg['name']} (train acc {metrics['train']['accuracy']:.0%}, test acc {metrics['test']['accuracy']:.0%})"
+    scores = [f"{split} acc {metrics[split]['accuracy']:.0%}" for split in ("train", "test") if split in metrics]
+    title = f"{cfg['name']} ({', '.join(scores)})"
     pictures = [folder / "plots" / name for name in PICTURES]
     plots.decision_boundary(model.probabilities, dataset, title, pictures[0], resolution)
     plots.learning_curves(history, trained.get("convergence_epoch"), cfg["name"], pictures[1])
@@ -88,7 +88,10 @@ def log_to_run(cfg: dict[str, Any], run_id: str, metrics: dict[str, Any], pictur
     from pipeline import tracking
 
     client = MlflowClient(tracking.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))
-    flat = tracking.flatten({"eval": {k: v for k, v in metrics.items() if isinstance(v, dict)}})
+    flat = {  # eval_train_accuracy, eval_test_confusion_tn, ...
+        key.replace(".", "_"): value
+        for key, value in tracking.flatten({"eval": {k: v for k, v in metrics.items() if isinstance(v, dict)}}).items()
+    }
     numbers = {k: float(v) for k, v in flat.items() if _is_number(v)}
     tracking.Run(client, run_id).log_metrics(numbers)
     for picture in pictures:

@@ -66,8 +66,8 @@ class KerasNet:
             self.model.save(tmp)
         return folder / self.FILE
 
-    def log(self, run: Any, path: Path, example: np.ndarray) -> None:
-        run.log_keras_model_file(path, example, np.asarray(self.model(example, training=False)))
+    def log(self, run: Any, path: Path, example: np.ndarray, name: str, registered_name: str | None = None) -> None:
+        run.log_keras_model_file(path, example, np.asarray(self.model(example, training=False)), name, registered_name)
 
     @classmethod
     def load(cls, path: Path, from_logits: bool = False) -> KerasNet:
@@ -109,8 +109,9 @@ class NumpyNet:
         self.mlp.save(folder / self.FILE)
         return folder / self.FILE
 
-    def log(self, run: Any, path: Path, example: np.ndarray) -> None:
-        run.log_artifact(path, "model")
+    def log(self, run: Any, path: Path, example: np.ndarray, name: str, registered_name: str | None = None) -> None:
+        run.log_artifact(path, "model")  # the weights file itself, readable with MLP.load
+        run.log_numpy_model_file(path, example, name, registered_name)
 
     @classmethod
     def load(cls, path: Path, from_logits: bool = False) -> NumpyNet:

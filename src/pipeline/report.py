@@ -35,7 +35,7 @@ def architecture(cfg: dict[str, Any], n_features: int) -> str:
 
 def row(name: str, root: Path) -> list[str]:
     """One experiment's row, read from its config and its results folder."""
-    cfg = resolved(compose_config([f"experiment={name}", f"paths.root={root}"]))
+    cfg = resolved(compose_config([f"experiment={name}", f"paths.root={root}", f"paths.results={root / 'results'}"]))
     folder = Path(cfg["paths"]["results"]) / name
     metrics, timing, evaluation = (_read(folder / f) for f in ("metrics.json", "timing.json", "evaluation.json"))
     n_features = 3 if cfg["dataset"]["name"] == "xor_bias" else 2
@@ -48,7 +48,7 @@ def row(name: str, root: Path) -> list[str]:
         f"{optimizer} lr {cfg['optimizer']['learning_rate']:g}",
         str(metrics["epochs_run"]),
         f"{evaluation['train']['accuracy']:.1%}",
-        f"{evaluation['test']['accuracy']:.1%}",
+        f"{evaluation['test']['accuracy']:.1%}" if "test" in evaluation else "no split",
         f"{evaluation['train']['loss']:.4g}",
         str(metrics["convergence_epoch"] or "never"),
         f"{timing['train_seconds']:.2f}",

@@ -30,7 +30,12 @@ class SweepCallback(Callback):
         "train_seconds",
         "converged_share",
         "convergence_median",
-    )  # the last two: replicated jobs
+    )  # as in metrics.json; the last two: replicated jobs
+
+    @staticmethod
+    def logged(metrics: dict[str, float], name: str) -> float | None:
+        """A job's final value of `name`, as train.log_run names it (`final_<name>`) or a replicated job (`<name>`)."""
+        return metrics.get(f"final_{name}", metrics.get(name))
 
     def __init__(self, metric: str = "train_loss", mode: str = "min") -> None:
         self.metric, self.mode = metric, mode
@@ -59,7 +64,7 @@ class SweepCallback(Callback):
         searched = list((OmegaConf.select(config, "hydra.sweeper.params") or {}).keys())  # Optuna's search space
         self.swept = sweep_keys(overrides) + [k for k in searched if k not in sweep_keys(overrides)]
         self.sweep_dir = Path(config.hydra.sweep.dir)
-        experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
+        experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root, tracking_cfg.get("description"))
         tags = {**git_tags(root), "sweep": "true", "overrides": " ".join(overrides)}
         name = f"{config.name}-sweep"
         self.run_id = self.client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
@@ -108,7 +113,7 @@ class SweepCallback(Callback):
         rows = [
             {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status}
             | {k: r.data.params.get(k) for k in self.swept}
-            | {m: r.data.metrics.get(m) for m in self.SUMMARY_METRICS}
+            | {m: self.logged(r.data.metrics, m) for m in (*self.SUMMARY_METRICS, self.metric)}
             for r in children
         ]
         table = pd.DataFrame(rows)

@@ -16,14 +16,17 @@ from typing import Any
 import mlflow
 import numpy as np
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 import pipeline
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "failed to resolve pip version": pins are explicit
+logging.getLogger("mlflow.types.type_hints").setLevel(logging.ERROR)  # NumpyMLPModel's `float | int` is meant loose
 # MLflow's advice on integer schema columns and ambiguous local sources does not apply to these tiny tables.
 warnings.filterwarnings("ignore", module=r"mlflow\.(types|data)\..*", category=UserWarning)
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
@@ -70,6 +73,8 @@ class Run:
 
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client, self.run_id = client, run_id
+        self.model_id: str | None = None  # the model logged last; final metrics and the dataset link to it
+        self.dataset: tuple[str, str] | None = None  # (name, digest) of the training data logged last
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         entries = [Param(k, str(v)) for k, v in params.items()]
@@ -83,6 +88,13 @@ class Run:
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
         self._log_metric_entries([Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None])
+
+    def log_final_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Final values, linked to the logged model and the training dataset (the model's page lists them)."""
+        now = int(time.time() * 1000)
+        name, digest = self.dataset or (None, None)
+        entries = [Metric(k, float(v), now, step, self.model_id, name, digest) for k, v in metrics.items() if v is not None]
+        self._log_metric_entries(entries)
 
     def log_series(self, series: Mapping[str, list[float]], first_step: int = 1) -> None:
         """Per-epoch values with step=epoch, at most 1000 per call."""
@@ -105,10 +117,13 @@ class Run:
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
-    def log_keras_model_file(self, path: str | Path, example: Any, output: Any) -> str:
+    def log_keras_model_file(
+        self, path: str | Path, example: Any, output: Any, name: str = "model", registered_name: str | None = None
+    ) -> str:
         """Log a saved `.keras` file through MLflow's Keras flavour, with signature and input example; return its URI.
 
-        `output` is the model's prediction for `example` (for the signature).
+        `output` is the model's prediction for `example` (for the signature). The model is called `name`; with
+        `registered_name` it also becomes a new version of that registered model.
         """
         from mlflow.models import Model, infer_signature
 
@@ -116,8 +131,9 @@ class Run:
         example = np.asarray(example, dtype=np.float32)
         info = Model.log(
             artifact_path=None,
-            name="model",
+            name=name,
             flavor=KERAS_FLAVOR,
+            registered_model_name=registered_name,
             run_id=self.run_id,
             model=keras.saving.load_model(path),
             input_example=example,
@@ -125,6 +141,22 @@ class Run:
             pip_requirements=pinned("keras", "tensorflow-cpu", "tensorflow", "numpy"),
             validate_serving_input=False,  # a Keras predict call; tests load the model and predict
         )
+        self.model_id = info.model_id
+        return info.model_uri
+
+    def log_numpy_model_file(self, path: str | Path, example: Any, name: str, registered_name: str | None = None) -> str:
+        """Log the numpy engine's `model.npz` as a pyfunc model (see NumpyMLPModel), like log_keras_model_file."""
+        import mlflow.pyfunc
+
+        info = mlflow.pyfunc.log_model(  # the run is the fluent API's active run
+            name=name,
+            python_model=NumpyMLPModel(),
+            artifacts={"weights": str(path)},
+            input_example=np.asarray(example, dtype=np.float64).tolist(),
+            registered_model_name=registered_name,
+            pip_requirements=pinned("numpy"),  # and this package, which defines the model's class
+        )
+        self.model_id = info.model_id
         return info.model_uri
 
     def log_dataset_file(self, path: Path, name: str) -> None:
@@ -138,20 +170,36 @@ class Run:
 
     def log_dataset(self, frame: Any, name: str, source: str | Path, digest: str) -> None:
         """Record the dataset as a run input, named after it, with its file's hash."""
+        from mlflow.entities import LoggedModelInput
         from mlflow.exceptions import MlflowException
 
         from mlflow.data.pandas_dataset import from_pandas
 
         dataset = from_pandas(frame, source=str(source), name=name, targets="label", digest=digest)
+        model = LoggedModelInput(self.model_id) if self.model_id else None
+        self.dataset = (name, digest)
         for attempt in range(3):
             try:
-                mlflow.log_input(dataset, context="training")  # the run is the fluent API's active run
+                mlflow.log_input(dataset, context="training", model=model)  # the run is the fluent API's active run
                 return
             except MlflowException as error:
                 # Parallel jobs may insert the same dataset at once (SQLite: "UNIQUE constraint failed", PostgreSQL:
                 # "duplicate key value violates unique constraint"); MLflow reuses it on the next try.
                 if "unique constraint" not in str(error).lower() or attempt == 2:
                     raise
+
+
+class NumpyMLPModel(PythonModel):
+    """The numpy engine's MLP as an MLflow model: `predict` gives its output probabilities (no MLflow flavour has it)."""
+
+    def load_context(self, context: Any) -> None:
+        from pipeline.backprop import MLP
+
+        self.mlp = MLP.load(context.artifacts["weights"])
+
+    # MLflow reads the signature from these hints (rows of numbers, JSON's ints included) and checks inputs.
+    def predict(self, context: Any, model_input: list[list[float | int]], params: dict[str, Any] | None = None) -> list[float]:
+        return np.ravel(self.mlp.probabilities(np.asarray(model_input, dtype=np.float64))).tolist()
 
 
 def save_keras_model(path: str, validate_serving_input: bool = True, **kwargs: Any) -> None:
@@ -180,17 +228,28 @@ def pinned(*names: str) -> list[str]:
     return pins
 
 
-def experiment_for(name: str, uri: str, root: str | Path) -> str:
-    """The id of experiment `name`, created if new; a SQLite store keeps artifacts in <root>/mlartifacts."""
+# The UI opens an experiment of this kind on its runs, not on MLflow 3's GenAI overview.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def experiment_for(name: str, uri: str, root: str | Path, description: str | None = None) -> str:
+    """The id of experiment `name`, created if new, with its kind and description (`mlflow.note.content`) tags.
+
+    A SQLite store keeps artifacts in <root>/mlartifacts.
+    """
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(uri)
+    tags = EXPERIMENT_KIND | ({"mlflow.note.content": description} if description else {})
     for _ in range(2):  # a parallel job may create it between our look and our create
         if (experiment := client.get_experiment_by_name(name)) is not None:
+            for key, value in tags.items():  # an experiment made by an older version, or by hand
+                if experiment.tags.get(key) != value:
+                    client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         location = (Path(root).resolve() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
         with contextlib.suppress(MlflowException):
-            return client.create_experiment(name, artifact_location=location)
+            return client.create_experiment(name, artifact_location=location, tags=tags)
     raise RuntimeError(f"could not create MLflow experiment {name!r}")
 
 
@@ -204,7 +263,7 @@ def open_run(
     """Start a run (a child of `parent_run_id` if given), tagged with git, DVC stage and `tags`."""
     uri = tracking_uri(tracking_cfg, root)
     mlflow.set_tracking_uri(uri)
-    experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root)
+    experiment_id = experiment_for(tracking_cfg["experiment_name"], uri, root, tracking_cfg.get("description"))
     all_tags = {k: str(v) for k, v in {**git_tags(root), **(tags or {})}.items()}
     if os.environ.get("DVC_STAGE"):
         all_tags["dvc_stage"] = os.environ["DVC_STAGE"]

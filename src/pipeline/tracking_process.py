@@ -30,11 +30,13 @@ RUN_METHODS = frozenset(
         "log_config",
         "log_params",
         "log_metrics",
+        "log_final_metrics",
         "log_series",
         "set_tags",
         "log_artifact",
         "log_text",
         "log_keras_model_file",
+        "log_numpy_model_file",
         "log_dataset_file",
         "log_dataset",
     }

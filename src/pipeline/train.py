@@ -34,19 +34,17 @@ def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Net, History]
 def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, history: History) -> dict[str, Any]:
     """Loss and accuracy of the trained model on train and test, plus what the history says."""
     train_loss, train_accuracy = model.loss_and_accuracy(cfg["loss"], dataset.x_train, dataset.y_train)
-    test_loss, test_accuracy = (
-        model.loss_and_accuracy(cfg["loss"], dataset.x_test, dataset.y_test) if dataset.has_test else (train_loss, train_accuracy)
-    )  # no split: test is train
+    test: dict[str, Any] = {}
+    if dataset.has_test:  # no split (XOR): no test metrics
+        test_loss, test_accuracy = model.loss_and_accuracy(cfg["loss"], dataset.x_test, dataset.y_test)
+        test = {"test_loss": test_loss, "test_accuracy": test_accuracy}
     return {
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
-        "test_loss": test_loss,
-        "test_accuracy": test_accuracy,
+        **test,
         "convergence_epoch": history.convergence_epoch,
         "epochs_run": history.epochs_run,
-        "engine": cfg["trainer"]["engine"],
-        "seed": cfg["trainer"]["seed"],
-    }
+    }  # the engine and seed are config: params and tags, not metrics
 
 
 def save_outputs(out: Path, model: Net, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
@@ -168,12 +166,17 @@ def log_run(
     metrics: dict[str, Any],
     timing: dict[str, Any],
 ) -> None:
-    """Send the history, final metrics, model, dataset and output files to the MLflow run."""
-    run.log_series({k: v for k, v in history.columns.items() if v})
-    numeric = {k: v for k, v in (metrics | timing).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    run.log_metrics(numeric, step=history.epochs_run)
-    model.log(run, model_path, dataset.x_train[:4])
+    """Send the history, model, dataset, final metrics and output files to the MLflow run.
+
+    Names say what a value is: `epoch_loss` per epoch (the mean over the epoch's batches, as Keras reports it),
+    `final_train_loss` once, on the trained model; the model's page lists the final metrics and the dataset.
+    """
+    run.log_series({f"epoch_{k}": v for k, v in history.columns.items() if v})
+    model.log(run, model_path, dataset.x_train[:4], cfg["name"], cfg["tracking"].get("registered_model"))
     run.log_dataset_file(data_file, cfg["dataset"]["name"])
+    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    run.log_final_metrics({f"final_{k}": v for k, v in numeric.items()}, step=history.epochs_run)
+    run.log_metrics(timing, step=history.epochs_run)
     for name in ("history.csv", "metrics.json", "timing.json"):
         run.log_artifact(model_path.parent / name, "results")
 
