@@ -95,7 +95,7 @@ def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_confi
         env={"MLFLOW_TRACKING_URI": uri},
     )
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "results" / "xor_relu16"
+    out = tmp_path / "runs" / "xor_relu16"  # an ad-hoc run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["copies"] == 50 and 0 < metrics["converged_share"] <= 1
     table = __import__("pandas").read_csv(out / "replicates.csv")

@@ -86,7 +86,7 @@ def sweep_configs(args: list[str], conf_dir: Path = CONF_DIR) -> Iterator[DictCo
     groups: list[list[str]] = []
     values: list[tuple[str, list[Any]]] = []
     for override in parsed:
-        if not override.is_sweep_override() or override.is_sweep_override() and not enumerable(override):
+        if not override.is_sweep_override() or not enumerable(override):
             continue
         key = override.get_key_element()
         if override.key_or_group in options or "/" in override.key_or_group:

@@ -26,7 +26,6 @@ logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "failed
 logging.getLogger("mlflow.types.type_hints").setLevel(logging.ERROR)  # NumpyMLPModel's `float | int` is meant loose
 # MLflow's advice on integer schema columns and ambiguous local sources does not apply to these tiny tables.
 warnings.filterwarnings("ignore", module=r"mlflow\.(types|data)\..*", category=UserWarning)
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
 
 MAX_METRICS_PER_CALL = 1000  # MLflow's log_batch limits
 MAX_PARAMS_PER_CALL = 100
@@ -228,7 +227,8 @@ def pinned(*names: str) -> list[str]:
     return pins
 
 
-# The UI opens an experiment of this kind on its runs, not on MLflow 3's GenAI overview.
+# Asks MLflow 3's UI to open the experiment on its runs, not its GenAI overview (the 3.17 UI follows its own
+# "Model training" switch instead, hence the README's `?workflowType=machine_learning`).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
