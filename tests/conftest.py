@@ -143,38 +143,7 @@ def serving(command: list[str], ready_path: str, cwd: Path, env: dict | None = N
 @contextlib.contextmanager
 def mlflow_server(backend_store_uri: str, artifacts: Path, cwd: Path) -> Iterator[str]:
     """A real `mlflow server` on 127.0.0.1 with proxied artifacts; yields its URL once it answers /health."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            backend_store_uri,
-            "--artifacts-destination",
-            str(artifacts),
-            "--workers",
-            "1",
-        ],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            assert server.poll() is None, f"mlflow server exited: {server.stderr.read()[-2000:]}"
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{uri}/health", timeout=2).status == 200:
-                    break
-            time.sleep(0.5)
-        yield uri
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", "{port}"]
+    command += ["--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts), "--workers", "1"]
+    with serving(command, "/health", cwd, timeout=120) as url:
+        yield url
