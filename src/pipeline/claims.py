@@ -34,6 +34,7 @@ def measure(cfg: dict[str, Any], experiment: str) -> tuple[pd.DataFrame, dict[st
         f"paths.root={cfg['paths']['root']}",
         f"tracking.enabled={str(cfg['track']).lower()}",
         "tracking.experiment_name=claims",  # apart from the experiment's training runs and their charts
+        "tracking.description='The claims stage: each experiment as seeded copies, one run each (reports/claims.md).'",
     ]
     train_cfg = compose_config(overrides)
     dataset = train.check(train_cfg)
