@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import signal
@@ -22,6 +23,36 @@ from pipeline.cli import CONF_DIR
 from pipeline.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "pipeline"
+
+
+def imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """(module, imported names) of every import in a file, those inside functions too."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> tuple[dict[str, Path], dict[str, set[str]]]:
+    """The package's modules (name -> file) and which of them each imports, at any place in its file."""
+    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for module, names in imports(ast.parse(path.read_text())):
+            candidates = [f"{module}.{n}" for n in names] + [module]
+            targets |= {c for c in candidates if c in modules and c != name}
+        graph[name] = targets
+    return modules, graph
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@ experiment, `dvc plots show` draws every learning curve; pipelines run in tempor
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, import_graph
 
 DATASETS = ["xor", "xor_bias", "circles", "moons", "spiral", "gauss", "xor_noisy"]
 
@@ -104,36 +103,19 @@ def test_the_committed_lock_matches_the_committed_code_and_configs():
     assert not stale, f"run `dvc repro` and commit dvc.lock: {stale}"
 
 
-def source_file(module: str) -> Path:
-    """src/pipeline/x.py, or src/pipeline/x/__init__.py for a package."""
-    path = Path("src", *module.split(".")).with_suffix(".py")
-    return path if (ROOT / path).exists() else Path("src", *module.split("."), "__init__.py")
-
-
 def imported_modules(module: str) -> set[str]:
     """The pipeline's source files `module` imports, directly or not, at any depth (function-level imports too)."""
+    modules, graph = import_graph()
     seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen or not (ROOT / source_file(name)).exists():
-            return
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
         seen.add(name)
-        parts = name.split(".")
-        for i in range(1, len(parts)):
-            visit(".".join(parts[:i]))
-        for node in ast.walk(ast.parse((ROOT / source_file(name)).read_text())):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-            else:
-                continue
-            for imported in names:
-                if imported.startswith("pipeline"):
-                    visit(imported)
-
-    visit(module)
-    return {str(source_file(name)) for name in seen}
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]  # Python imports them first
+        todo += [*graph[name], *parents]
+    return {str(modules[name].relative_to(ROOT)) for name in seen}
 
 
 # Imported only on paths the DVC stage never takes: train evaluates and plots multirun jobs and replicated runs.

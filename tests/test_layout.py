@@ -8,8 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "src" / "pipeline"
+from conftest import ROOT, import_graph, imports
+
 CHECKED = sorted(path for folder in ("src", "tests", "bench") for path in (ROOT / folder).rglob("*.py"))
 LIBRARIES = {"hydra", "hydra_plugins", "omegaconf", "mlflow", "keras", "tensorflow", "joblib"}
 # import name -> distribution, where they differ
@@ -25,17 +25,6 @@ DISTRIBUTIONS = {
 def private(name: str) -> bool:
     """`_name`, but not `__dunder__` or a `_sunder_` config key such as `_target_`."""
     return name.startswith("_") and not name.endswith("_")
-
-
-def imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
-    """(module, imported names) of every import in a file, those inside functions too."""
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.module, [alias.name for alias in node.names]))
-    return found
 
 
 def library_names(tree: ast.AST) -> set[str]:
@@ -91,20 +80,8 @@ def test_the_private_api_check_finds_what_it_looks_for(tmp_path):
     ]
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def test_the_package_has_no_import_cycles():
-    modules = {module_name(path): path for path in PACKAGE.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        targets = set()
-        for module, names in imports(ast.parse(path.read_text())):
-            candidates = [f"{module}.{n}" for n in names] + [module]
-            targets |= {c for c in candidates if c in modules and c != name}
-        graph[name] = targets
+    _modules, graph = import_graph()
     graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming a cycle
 
 
