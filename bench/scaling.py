@@ -119,7 +119,7 @@ def main() -> None:
     results: dict[tuple[str, int], dict] = {}
     for n in SIZES:
         cfg = config(root, n, [])
-        data.save(data.generate(cfg["dataset"]), data.csv_path(cfg))
+        data.write(cfg["dataset"], cfg["paths"]["data"])
         for name in VARIANTS:
             env = os.environ | ({"TF_NUM_INTEROP_THREADS": "1"} if "1 inter-op" in name else {})
             out = subprocess.run(

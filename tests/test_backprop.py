@@ -44,7 +44,7 @@ def test_backprop_gradients_equal_tensorflow_autodiff(float64, hidden, output, l
         "kernel_initializer": "glorot_uniform",
         "bias_initializer": "random_normal",
     }
-    model = models.build(model_cfg, n_features=3, seed=7)
+    model = models.seeded_model(model_cfg, n_features=3, seed=7)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(9, 3)), rng.integers(0, 2, size=(9, 1)).astype(np.float64)
     loss = instantiate(loss_cfg)

@@ -21,7 +21,9 @@ def test_help_says_what_the_command_does_and_how_to_enable_completion(command, s
     first = result.stdout.splitlines()[0]
     assert first.startswith(f"pipeline-{command} (or python -m pipeline.{command}): {summary}")
     assert f'eval "$(pipeline-{command} -sc install=bash)"' in result.stdout
-    assert "experiment: circles_tanh4, xor_bias_numpy" in result.stdout  # Hydra's list of config groups follows
+    assert (
+        "experiment: circles_tanh4, circles_tanh4_heldout, xor_bias_numpy" in result.stdout
+    )  # Hydra's list of config groups follows
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pipeline import data
 from pipeline.errors import ConfigError, DataError
 from pipeline.generate import generate
 
-SAMPLED = ["circles", "moons", "spiral", "gauss", "xor_noisy"]
+SAMPLED = ["circles_heldout", "moons", "spiral", "gauss", "xor_noisy"]
 
 
 def dataset_cfg(tmp_path, name, *overrides):
@@ -68,9 +68,9 @@ def test_other_seed_gives_other_points(tmp_path):
 
 
 def test_load_round_trips_float32_and_uses_train_as_test_without_split(tmp_path):
-    csv, _ = generate(dataset_cfg(tmp_path, "circles"), tmp_path)
+    csv, _ = generate(dataset_cfg(tmp_path, "circles_heldout"), tmp_path)
     loaded = data.load(csv)
-    frame = data.generate(dataset_cfg(tmp_path, "circles"))
+    frame = data.generate(dataset_cfg(tmp_path, "circles_heldout"))
     train = frame[frame["split"] == "train"]
     np.testing.assert_array_equal(loaded.x_train, train[["x1", "x2"]].to_numpy())
     assert loaded.has_test and loaded.x_test.shape == (200, 2) and loaded.y_train.shape == (800, 1)

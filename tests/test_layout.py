@@ -11,6 +11,7 @@ from pathlib import Path
 from conftest import ROOT, import_graph, imports
 
 CHECKED = sorted(path for folder in ("src", "tests", "bench") for path in (ROOT / folder).rglob("*.py"))
+TUTORIALS = {path.stem for path in (ROOT / "tests" / "tutorials").glob("*.py")}  # imported by name inside the folder
 LIBRARIES = {"hydra", "hydra_plugins", "omegaconf", "mlflow", "keras", "tensorflow", "joblib"}
 # import name -> distribution, where they differ
 DISTRIBUTIONS = {
@@ -101,7 +102,7 @@ def test_every_imported_package_is_declared():
     for path in CHECKED:
         for module, _names in imports(ast.parse(path.read_text())):
             top = module.split(".")[0]
-            if top not in sys.stdlib_module_names and top not in {"pipeline", "conftest", "common"}:
+            if top not in sys.stdlib_module_names and top not in {"pipeline", "conftest", "common", "tutorials", *TUTORIALS}:
                 used.add(DISTRIBUTIONS.get(top, top).replace("_", "-").lower())
     undeclared = sorted(used - distributions - {"hydra-plugins"})  # Hydra's plugins' namespace: their packages are declared
     assert undeclared == []

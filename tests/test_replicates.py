@@ -6,6 +6,7 @@ import json
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
@@ -27,7 +28,7 @@ def standalone_and_replicated(cfg, copies: int):
     for r in range(copies):
         one = plain | {"trainer": plain["trainer"] | {"seed": seed + r, "snapshots": 0}}
         model, history = fit_model(one, dataset)
-        start = models.build(plain["model"], dataset.n_features, seed + r).get_weights()
+        start = models.seeded_model(plain["model"], dataset.n_features, seed + r).get_weights()
         standalone.append((start, history.columns))
     stacked = StackedMLP(plain["model"], dataset.n_features, seed + np.arange(copies))
     replicated = fit_replicates(plain | {"trainer": plain["trainer"] | {"replicates": copies}}, dataset)
@@ -98,7 +99,7 @@ def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_confi
     out = tmp_path / "runs" / "xor_relu16"  # an ad-hoc run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["copies"] == 50 and 0 < metrics["converged_share"] <= 1
-    table = __import__("pandas").read_csv(out / "replicates.csv")
+    table = pd.read_csv(out / "replicates.csv")
     assert len(table) == 50 and table["seed"].tolist() == list(range(50))
     assert (out / "plots" / "convergence.png").stat().st_size > 10_000
     from mlflow import MlflowClient
@@ -143,8 +144,11 @@ def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
     assert sorted({row.split("|")[1].strip() for row in rows}) == ["1", "2", "3", "4", "5", "6"]
     assert all(any(f"**{word}**" in row for word in ("consistent", "optimistic", "contradicted")) for row in rows)
     assert "95% CI" in report and (tmp_path / "reports" / "claims.png").stat().st_size > 20_000
+    assert "| seeds 0-5 | seeds 6-11 | verdict |" in report  # each verdict beside those of two blocks of seeds
+    assert "stricter reading: 100% from epoch 5 to the end" in report  # claim 6 as stated, then stricter
     claims = json.loads((tmp_path / "reports" / "claims.json").read_text())  # DVC metrics: one column per claim
-    assert set(claims) == {"claim1_epoch54", "claim1_epoch55", "claim1_epoch169"} | {f"claim{i}" for i in range(2, 7)}
+    expected = {"claim1_epoch54", "claim1_epoch55", "claim1_epoch169", "claim6_stricter"} | {f"claim{i}" for i in range(2, 7)}
+    assert set(claims) == expected
     for value in claims.values():
         verdict, share = value.split()
         assert verdict in ("consistent", "optimistic", "contradicted") and 0 <= float(share.rstrip("%")) <= 100
@@ -157,3 +161,26 @@ def test_unknown_claim_kind_is_a_one_line_error(tmp_path):
         + ", ".join(("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from"))
     )
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    "hits, expected",
+    [(233, "consistent"), (256, "consistent"), (200, "optimistic"), (8, "optimistic"), (1, "contradicted")],
+)
+def test_a_single_net_verdict_uses_the_95_percent_interval_of_its_share(hits, expected):
+    from pipeline.claims import judged
+
+    holds = pd.Series(np.arange(2000) % 1000 < hits)  # the same share in seeds 0-999 and 1000-1999
+    result = judged(holds, pd.Series(np.arange(2000)), {"consistent": 0.25, "contradicted": 0.01}, 2, paired_rule=False)
+    low, high = result["share_ci"]
+    assert low < hits / 1000 < high and result["verdict"] == expected
+    assert [part["seeds"] for part in result["blocks"]] == ["0-999", "1000-1999"]
+    assert result["blocks_agree"] and all(part["verdict"] == expected for part in result["blocks"])
+
+
+def test_blocks_that_disagree_are_marked():
+    from pipeline.claims import judged
+
+    holds = pd.Series(np.r_[np.arange(1000) < 400, np.arange(1000) < 100])  # 40% in seeds 0-999, 10% after
+    result = judged(holds, pd.Series(np.arange(2000)), {"consistent": 0.25, "contradicted": 0.01}, 2, paired_rule=False)
+    assert [part["verdict"] for part in result["blocks"]] == ["consistent", "optimistic"] and not result["blocks_agree"]

@@ -60,14 +60,14 @@ def test_numpy_initial_weights_are_uniform_in_0_1(make_config):
     assert all(((w >= 0) & (w < 1)).all() for w in first)
 
 
-def test_circles_tanh4_has_test_metrics_and_learns(make_config, tmp_path):
-    metrics = train(make_config("experiment=circles_tanh4"), out=tmp_path / "out")
+def test_circles_tanh4_heldout_has_test_metrics_and_learns(make_config, tmp_path):
+    metrics = train(make_config("experiment=circles_tanh4_heldout"), out=tmp_path / "out")
     history = pd.read_csv(tmp_path / "out" / "history.csv")
     assert list(history.columns) == ["epoch", "loss", "accuracy", "test_loss", "test_accuracy"]
     assert len(history) == 15 and metrics["test_accuracy"] > 0.95
 
 
-@pytest.mark.parametrize("experiment", ["circles_tanh4", "xor_relu16"])  # a test split; none (no test metrics)
+@pytest.mark.parametrize("experiment", ["circles_tanh4_heldout", "xor_relu16"])  # a test split; none (no test metrics)
 def test_final_metrics_are_keras_loss_and_accuracy_of_the_saved_model(make_config, tmp_path, experiment):
     cfg = plain(make_config(f"experiment={experiment}", "trainer.epochs=5"))
     metrics = train(OmegaConf.create(cfg), out=tmp_path / "out")

@@ -33,6 +33,13 @@ CASES = [
     (["trainer.batch_size=0"], "trainer.batch_size"),
     (["trainer.replicates=0"], "trainer.replicates"),
     (["trainer.seed=-1"], "trainer.seed"),
+    (["trainer.seed=1000000000000"], "trainer.seed"),
+    (["trainer.seed=4294967295", "trainer.replicates=2"], "trainer.seed"),
+    (["dataset=circles", "dataset.seed=10000000000000"], "dataset.seed"),
+    (["model.hidden=[]"], "model.hidden"),
+    (["trainer.engine=numpy", "optimizer=sgd", "model.kernel_initializer=orthogonal"], "model.kernel_initializer"),
+    (["dataset=circles", "dataset.n_samples=500"], "dataset.n_samples"),  # differs from the data file's
+    (["dataset=circles_heldout", "dataset.test_fraction=0"], "dataset.test_fraction"),
     (["trainer.shuffle=maybe"], "trainer.shuffle"),
     (["trainer.epoch=5"], "trainer.epoch"),
     (["dataset=circles", "dataset.n_samples=0"], "dataset.n_samples"),
@@ -63,9 +70,11 @@ CASES = [
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     """The datasets the cases read, generated once for the module."""
+    from conftest import compose_config
+
     folder = tmp_path_factory.mktemp("datasets")
-    for name in ("xor", "circles", "moons", "gauss", "spiral"):
-        generate({"xor": {"name": "xor"}}.get(name) or _sampled(name), folder)
+    for name in ("xor", "circles", "circles_heldout", "moons", "gauss", "spiral"):
+        generate(dict(compose_config(folder, f"dataset={name}").dataset), folder)  # as conf/dataset/ describes them
     return folder
 
 
@@ -76,11 +85,6 @@ def workdir(tmp_path, monkeypatch, datasets):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     shutil.copytree(datasets, tmp_path / "data")
     return tmp_path
-
-
-def _sampled(name: str) -> dict:
-    extra = {"circles": {"factor": 0.2}}.get(name, {})
-    return {"name": name, "n_samples": 100, "noise": 0.1, "seed": 0, "test_fraction": 0.2, **extra}
 
 
 def test_there_are_at_least_30_cases():

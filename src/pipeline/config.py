@@ -40,12 +40,41 @@ OPTIMIZERS = {
     "keras.optimizers.Nadam": "nadam",
 }
 METRICS = ("binary_accuracy", "accuracy")
+NUMPY_INITIALIZERS = (
+    "random_uniform",
+    "random_normal",
+    "glorot_uniform",
+    "he_uniform",
+    "lecun_uniform",
+    "zeros",
+    "ones",
+    "constant",
+)
+MAX_SEED = 2**32 - 1  # np.random.seed and keras.utils.set_random_seed take 32-bit seeds
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
 
 
 def layer_specs(model_cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Every Dense layer's {units, activation}, hidden layers first, output last."""
     return [*model_cfg["hidden"], model_cfg["output"]]
+
+
+def parameter_shapes(model_cfg: Mapping[str, Any], n_features: int) -> list[tuple[int, ...]]:
+    """Kernel (n_in, units) and bias (units,) shapes per layer, in get_weights() order."""
+    shapes: list[tuple[int, ...]] = []
+    n_in = n_features
+    for spec in layer_specs(model_cfg):
+        shapes.append((n_in, spec["units"]))
+        if model_cfg.get("use_bias", True):
+            shapes.append((spec["units"],))
+        n_in = spec["units"]
+    return shapes
+
+
+def initializer_name(spec: Any) -> str:
+    """`glorot_uniform` for "glorot_uniform" or {class_name: GlorotUniform, ...}."""
+    name = spec.get("class_name", "") if isinstance(spec, Mapping) else str(spec)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def check_training(cfg: Mapping[str, Any], n_features: int | None = None) -> None:
@@ -70,8 +99,8 @@ def check_name(name: Any) -> None:
 
 
 def check_model(model_cfg: Mapping[str, Any], n_features: int | None = None) -> None:
-    if not isinstance(model_cfg.get("hidden"), list):
-        raise ConfigError("model.hidden", model_cfg.get("hidden"), "a list of {units, activation}")
+    if not isinstance(model_cfg.get("hidden"), list) or not model_cfg["hidden"]:
+        raise ConfigError("model.hidden", model_cfg.get("hidden"), "a non-empty list of {units, activation}")
     for i, spec in enumerate(layer_specs(model_cfg)):
         key = f"model.hidden.{i}" if i < len(model_cfg["hidden"]) else "model.output"
         if not isinstance(spec, Mapping) or set(spec) != {"units", "activation"}:
@@ -134,6 +163,9 @@ def check_trainer(trainer_cfg: Mapping[str, Any]) -> None:
         value = trainer_cfg.get(key, 0)
         if not is_int(value) or value < 0:
             raise ConfigError(f"trainer.{key}", value, "an integer >= 0")
+    last = MAX_SEED - (trainer_cfg.get("replicates", 1) - 1)  # copies use seed .. seed + replicates - 1
+    if trainer_cfg.get("seed", 0) > last:
+        raise ConfigError("trainer.seed", trainer_cfg["seed"], f"an integer from 0 to {last} (NumPy and Keras seeds are 32-bit)")
     engines.check_copies(trainer_cfg["engine"], trainer_cfg.get("replicates", 1))
     if not is_real(trainer_cfg.get("max_weight", 1.0)) or trainer_cfg.get("max_weight", 1.0) <= 0:
         raise ConfigError("trainer.max_weight", trainer_cfg["max_weight"], "a positive finite number")
@@ -144,6 +176,10 @@ def check_trainer(trainer_cfg: Mapping[str, Any]) -> None:
 
 def check_numpy_engine(cfg: Mapping[str, Any]) -> None:
     """The hand-written backprop knows plain gradient descent and a few activations."""
+    for key in ("kernel_initializer", "bias_initializer"):
+        if initializer_name(cfg["model"][key]) not in NUMPY_INITIALIZERS:
+            allowed = f"one of {', '.join(NUMPY_INITIALIZERS)} for trainer.engine=numpy (drawn from numpy's generator)"
+            raise ConfigError(f"model.{key}", cfg["model"][key], allowed)
     if cfg["optimizer"]["_target_"] != "keras.optimizers.SGD" or cfg["optimizer"].get("momentum", 0.0) != 0:
         raise ConfigError("optimizer", cfg["optimizer"]["_target_"], "sgd with momentum 0 for trainer.engine=numpy")
     for i, spec in enumerate(layer_specs(cfg["model"])):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
+from pipeline import files
 from pipeline.files import atomic_path
 from pipeline.values import is_int, is_real
 
@@ -80,9 +82,12 @@ GENERATORS: dict[str, Callable[..., Arrays]] = {f.__name__: f for f in (xor, xor
 
 def check(cfg: Mapping[str, Any]) -> None:
     """Raise ConfigError naming the first `dataset.*` key whose value is not allowed."""
-    name = cfg.get("name")
+    name = generator_name(cfg)
     if name not in GENERATORS:
-        raise ConfigError("dataset.name", name, f"one of {', '.join(GENERATORS)}")
+        key = "dataset.generator" if "generator" in cfg else "dataset.name"
+        raise ConfigError(key, name, f"one of {', '.join(GENERATORS)}")
+    if "generator" in cfg and not (isinstance(cfg.get("name"), str) and cfg["name"].isidentifier()):
+        raise ConfigError("dataset.name", cfg.get("name"), "a file name of letters, digits and _")
     params = inspect.signature(GENERATORS[name]).parameters
     missing = [k for k in params if k not in cfg]
     if missing:
@@ -94,9 +99,14 @@ def check(cfg: Mapping[str, Any]) -> None:
     if "factor" in params:
         _require(cfg, "factor", is_real(cfg["factor"]) and 0 <= cfg["factor"] < 1, "a number in [0, 1)")
     if "seed" in params:
-        _require(cfg, "seed", is_int(cfg["seed"]) and cfg["seed"] >= 0, "an integer >= 0")
+        _require(cfg, "seed", is_int(cfg["seed"]) and 0 <= cfg["seed"] < 2**32, "an integer from 0 to 4294967295 (32-bit)")
     fraction = cfg.get("test_fraction", 0.0)
     _require(cfg, "test_fraction", is_real(fraction) and 0 <= fraction < 1, "a number in [0, 1)")
+
+
+def generator_name(cfg: Mapping[str, Any]) -> Any:
+    """The generator a dataset config names: `generator`, else its `name` (e.g. circles_heldout uses circles)."""
+    return cfg.get("generator", cfg.get("name"))
 
 
 def csv_path(cfg: Mapping[str, Any]) -> Path:
@@ -107,7 +117,7 @@ def csv_path(cfg: Mapping[str, Any]) -> Path:
 def generate(cfg: Mapping[str, Any]) -> pd.DataFrame:
     """Generate the configured dataset as a table: x1..xd (float32), label (0/1), split (train/test)."""
     check(cfg)
-    generator = GENERATORS[cfg["name"]]
+    generator = GENERATORS[generator_name(cfg)]
     x, y = generator(**{k: cfg[k] for k in inspect.signature(generator).parameters})
     x, y = np.asarray(x, np.float32), np.asarray(y, np.int64)
     split = np.full(len(y), "train", dtype=object)
@@ -129,6 +139,48 @@ def save(frame: pd.DataFrame, path: str | Path) -> None:
     """Write the dataset table as CSV, atomically; floats keep every float32 digit."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+
+
+def write(dataset_cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[Path, pd.DataFrame]:
+    """Generate the dataset into <data_dir>/<name>.csv beside its record <name>.json; return the CSV path and table."""
+    frame = generate(dataset_cfg)
+    csv = Path(data_dir) / f"{dataset_cfg['name']}.csv"
+    save(frame, csv)
+    files.write_json(record_path(csv), {"generated_with": dict(dataset_cfg)})
+    return csv, frame
+
+
+def record_path(csv: Path) -> Path:
+    """<name>.json beside <name>.csv: the dataset config the file was generated with."""
+    return csv.with_suffix(".json")
+
+
+def load_configured(cfg: Mapping[str, Any]) -> Dataset:
+    """The data file `cfg` names, once its record shows it was generated with `cfg.dataset`'s values."""
+    csv = csv_path(cfg)
+    if csv.is_file():
+        check_record(cfg["dataset"], csv)
+    return load(csv, cfg["dataset"]["name"])
+
+
+def check_record(dataset_cfg: Mapping[str, Any], csv: Path) -> None:
+    """ConfigError naming the first dataset key whose value differs from the one `csv` was generated with."""
+    record = record_path(csv)
+    try:
+        made_with = json.loads(record.read_text())["generated_with"]
+        assert isinstance(made_with, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        problem = f"no readable record of the values {csv.name} was made with; regenerate it (`dvc repro`)"
+        raise DataError(record, problem) from None
+    for key in sorted(set(dataset_cfg) | set(made_with)):
+        if dataset_cfg.get(key) != made_with.get(key):
+            regenerate = f"python -m pipeline.generate dataset={dataset_cfg['name']} dataset.{key}=... paths.data=DIR"
+            raise ConfigError(
+                f"dataset.{key}",
+                dataset_cfg.get(key),
+                f"{made_with.get(key)!r}, the value {csv} was generated with (for other data: `{regenerate}`, "
+                "then train with the same paths.data)",
+            )
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def run(cfg: DictConfig) -> None:
 
 def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Evaluate a training output folder and log into its run (shared by the DVC stage and multirun jobs)."""
-    dataset = data.load(Path(cfg["paths"]["data"]) / f"{cfg['dataset']['name']}.csv", cfg["dataset"]["name"])
+    dataset = data.load_configured(cfg)
     metrics, pictures = evaluate(cfg, folder, dataset)
     run_id = _read_run_id(folder / "run.json")
     if run_id and cfg["tracking"]["enabled"]:

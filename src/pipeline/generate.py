@@ -1,4 +1,4 @@
-"""DVC stage `generate`: write one dataset's CSV and scatter plot to data/."""
+"""DVC stage `generate`: write one dataset's CSV, its record (the values it was made with) and scatter plot to data/."""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pipeline.cli import hydra_app, resolved
 
 
 def generate(dataset_cfg: dict, data_dir: str | Path) -> tuple[Path, Path]:
-    """Generate the configured dataset into `data_dir`; return the CSV and PNG paths."""
-    frame = data.generate(dataset_cfg)
-    csv, png = Path(data_dir) / f"{dataset_cfg['name']}.csv", Path(data_dir) / f"{dataset_cfg['name']}.png"
-    data.save(frame, csv)
+    """Generate the configured dataset into `data_dir` (CSV, record, scatter plot); return the CSV and PNG paths."""
+    csv, frame = data.write(dataset_cfg, data_dir)
+    png = csv.with_suffix(".png")
     plots.dataset_scatter(frame, dataset_cfg["name"], png)
     return csv, png
 

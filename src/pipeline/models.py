@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import keras
+import numpy as np
 from hydra.utils import instantiate
 from keras import layers, ops
 
-from pipeline.config import layer_specs
+from pipeline.config import layer_specs, parameter_shapes
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -23,8 +24,8 @@ class HalfSquaredError(keras.losses.Loss):
         return 0.5 * ops.sum(ops.square(y_pred - y_true), axis=-1)
 
 
-def build(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Sequential:
-    """Build the configured MLP; each initializer gets its own seed derived from `seed`, so weights are reproducible."""
+def build(model_cfg: Mapping[str, Any], n_features: int) -> keras.Sequential:
+    """Build the configured MLP as a tutorial does: Dense layers in order, each creating its own initializers."""
     stack: list[Any] = [keras.Input(shape=(n_features,))]
     for i, spec in enumerate(layer_specs(model_cfg)):
         stack.append(
@@ -32,8 +33,8 @@ def build(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Seq
                 units=spec["units"],
                 activation=spec["activation"],
                 use_bias=model_cfg.get("use_bias", True),
-                kernel_initializer=seeded_initializer(model_cfg["kernel_initializer"], seed, 2 * i),
-                bias_initializer=seeded_initializer(model_cfg["bias_initializer"], seed, 2 * i + 1),
+                kernel_initializer=_plain(model_cfg["kernel_initializer"]),
+                bias_initializer=_plain(model_cfg["bias_initializer"]),
                 name=f"dense_{i}",
             )
         )
@@ -41,22 +42,28 @@ def build(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Seq
 
 
 def seeded_model(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Sequential:
-    """`build` in a process seeded as a standalone run: Keras's global seed set, TensorFlow ops deterministic."""
+    """`build` after `keras.utils.set_random_seed(seed)`: the weights a tutorial's code gets with that seed.
+
+    An unseeded Keras initializer draws its seed from Python's generator when created, so seeding then
+    building the layers in the same order gives the same weights as `Sequential([Dense(..), ..])`.
+    """
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    return build(model_cfg, n_features, seed)
+    return build(model_cfg, n_features)
 
 
-def seeded_initializer(spec: Any, seed: int, index: int) -> keras.initializers.Initializer:
-    """The Keras initializer `spec`, with seed 1000*seed + index where it takes a seed."""
-    initializer = keras.initializers.get(_plain(spec))
-    config = initializer.get_config()
-    if "seed" in config:
-        config["seed"] = 1000 * int(seed) + index
-        initializer = initializer.__class__.from_config(config)
-    return initializer
+def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> list[np.ndarray]:
+    """The weights `seeded_model` starts from (get_weights() order), from the initializers alone: no model built."""
+    keras.utils.set_random_seed(seed)
+    created = []  # kernel then bias initializer per layer, created in the order Dense creates them
+    for _ in layer_specs(model_cfg):
+        created.append(keras.initializers.get(_plain(model_cfg["kernel_initializer"])))
+        if model_cfg.get("use_bias", True):
+            created.append(keras.initializers.get(_plain(model_cfg["bias_initializer"])))
+    shapes = parameter_shapes(model_cfg, n_features)
+    return [np.asarray(initializer(shape, dtype="float32")) for initializer, shape in zip(created, shapes)]
 
 
 def make_loss(loss_cfg: Mapping[str, Any]) -> keras.losses.Loss:

@@ -205,7 +205,7 @@ def check(cfg: DictConfig) -> data.Dataset:
     """Reject a bad config or data file before TensorFlow starts and anything is written; return the dataset."""
     plain = resolved(cfg)
     config.check_training(plain)
-    dataset = data.load(data.csv_path(plain), plain["dataset"]["name"])
+    dataset = data.load_configured(plain)  # the file made with exactly these dataset values, or a ConfigError
     config.check_model(plain["model"], dataset.n_features)
     return dataset
 

@@ -1,29 +1,65 @@
 """The numpy engine: mini-batch gradient descent by hand-written backprop (pipeline.backprop), one loop over copies.
 
-Every array carries a leading copy axis; copy r starts from the weights a Keras run with seed+r starts from
-and shuffles with its own generator, so a single run is simply one copy.
+Every array carries a leading copy axis; copy r starts from the weights numpy draws after `np.random.seed(seed + r)`
+(as the numpy tutorial draws them) and shuffles with its own generator, so a single run is simply one copy.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from pipeline.backprop import MLP, Cost, predicted_class
+from pipeline.config import initializer_name, layer_specs, parameter_shapes
 from pipeline.data import Dataset
 from pipeline.engines import History, Progress, Replicates, Schedule, Trained
 
 
 def initial_parameters(model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> tuple[list[np.ndarray], bool, list[str]]:
-    """Each copy's initial weights, stacked: the Keras initializers a standalone run with that seed calls."""
-    from pipeline.engines.replicated import StackedMLP
+    """Each copy's initial weights, stacked: what a numpy tutorial draws after `np.random.seed(seed)`."""
+    per_copy = [numpy_weights(model_cfg, n_features, int(seed)) for seed in seeds]
+    use_bias = bool(model_cfg.get("use_bias", True))
+    return [np.stack(values) for values in zip(*per_copy)], use_bias, [spec["activation"] for spec in layer_specs(model_cfg)]
 
-    stacked = StackedMLP(model_cfg, n_features, seeds)
-    return [v.numpy() for v in stacked.variables], stacked.use_bias, stacked.activations
+
+def numpy_weights(model_cfg: dict[str, Any], n_features: int, seed: int) -> list[np.ndarray]:
+    """Kernel then bias, layer by layer, each drawn from the generator `np.random.seed(seed)` seeds.
+
+    Written by hand because Keras's initializers draw from TensorFlow's generator, and the numpy tutorial's
+    `W = np.random.random((3, 5))` from numpy's: the same distribution, other numbers.
+    """
+    rng = np.random.RandomState(seed)  # the legacy global generator's algorithm: np.random.seed(S) + np.random.random
+    specs = []
+    for _ in layer_specs(model_cfg):
+        specs.append(model_cfg["kernel_initializer"])
+        if model_cfg.get("use_bias", True):
+            specs.append(model_cfg["bias_initializer"])
+    return [draw(rng, spec, shape) for spec, shape in zip(specs, parameter_shapes(model_cfg, n_features))]
 
 
+def draw(rng: np.random.RandomState, spec: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """One array from the Keras initializer `spec`'s distribution, drawn from `rng`."""
+    name, config = initializer_name(spec), (spec.get("config") or {}) if isinstance(spec, Mapping) else {}
+    fan_in, fan_out = (shape[0], shape[0]) if len(shape) == 1 else shape
+    if name == "random_uniform":
+        low, high = config.get("minval", -0.05), config.get("maxval", 0.05)
+        return low + (high - low) * rng.random_sample(shape)
+    if name == "random_normal":
+        return rng.normal(config.get("mean", 0.0), config.get("stddev", 0.05), shape)
+    if name in UNIFORM_LIMITS:
+        limit = UNIFORM_LIMITS[name](fan_in, fan_out)
+        return -limit + 2 * limit * rng.random_sample(shape)
+    return np.full(shape, {"zeros": 0.0, "ones": 1.0}.get(name, config.get("value", 0.0)), dtype=np.float64)
+
+
+UNIFORM_LIMITS = {
+    "glorot_uniform": lambda fan_in, fan_out: np.sqrt(6.0 / (fan_in + fan_out)),
+    "he_uniform": lambda fan_in, fan_out: np.sqrt(6.0 / fan_in),
+    "lecun_uniform": lambda fan_in, fan_out: np.sqrt(3.0 / fan_in),
+}
 CHUNK = 65_536  # rows per forward pass over a whole split: memory stays copies x CHUNK x units, whatever n
 
 

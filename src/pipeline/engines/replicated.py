@@ -21,7 +21,7 @@ from pipeline.config import layer_specs
 from pipeline.data import Dataset
 from pipeline.engines import Progress, Replicates, Schedule
 from pipeline.engines.exact_sigmoid import standalone_sigmoid
-from pipeline.models import seeded_initializer
+from pipeline.models import initial_weights
 
 tf.get_logger().setLevel(logging.ERROR)
 
@@ -32,16 +32,8 @@ class StackedMLP:
     def __init__(self, model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> None:
         self.use_bias = bool(model_cfg.get("use_bias", True))
         self.activations = [spec["activation"] for spec in layer_specs(model_cfg)]
-        self.variables: list[tf.Variable] = []
-        n_in = n_features
-        for i, spec in enumerate(layer_specs(model_cfg)):
-            shapes: list[tuple[int, tuple[int, ...], Any]] = [(2 * i, (n_in, spec["units"]), model_cfg["kernel_initializer"])]
-            if self.use_bias:
-                shapes.append((2 * i + 1, (spec["units"],), model_cfg["bias_initializer"]))
-            for index, shape, initializer in shapes:  # the initializer calls a standalone Dense layer makes
-                values = [seeded_initializer(initializer, int(seed), index)(shape) for seed in seeds]
-                self.variables.append(tf.Variable(tf.stack(values), name=f"w{len(self.variables)}"))
-            n_in = spec["units"]
+        per_copy = [initial_weights(model_cfg, n_features, int(seed)) for seed in seeds]
+        self.variables = [tf.Variable(np.stack(values), name=f"w{i}") for i, values in enumerate(zip(*per_copy))]
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """Outputs [copies, batch, units] for inputs [batch, features] (shared) or [copies, batch, features]."""
