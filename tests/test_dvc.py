@@ -34,7 +34,7 @@ def pipeline_copy(root: Path, experiments: list[str]) -> None:
     shutil.copytree(ROOT / "conf", root / "conf")
     shutil.copytree(ROOT / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__"))
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    for name in ("report", "claims"):
+    for name in ("report", "tutorial_reference", "claims"):
         del stages["stages"][name]
     for plot in stages["plots"]:
         (spec,) = plot.values()

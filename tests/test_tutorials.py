@@ -108,6 +108,6 @@ def test_circles_tanh4_with_test_fraction_0_trains_on_all_1000_points(tmp_path, 
     from mlflow import MlflowClient
 
     run = MlflowClient(uri).get_run(json.loads((out / "run.json").read_text())["run_id"])
-    assert run.data.params["dataset.test_fraction"] == "0.0" and run.data.params["dataset.n_samples"] == "1000"
+    assert float(run.data.params["dataset.test_fraction"]) == 0 and run.data.params["dataset.n_samples"] == "1000"
     (dataset_input,) = run.inputs.dataset_inputs
     assert json.loads(dataset_input.dataset.profile)["num_rows"] == 1000
