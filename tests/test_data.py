@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,6 +118,8 @@ def test_unknown_generator_name_lists_the_allowed(tmp_path):
         (["dataset=circles", "dataset.factor=1.5"], "dataset.factor"),
         (["dataset=moons", "dataset.test_fraction=1"], "dataset.test_fraction"),
         (["dataset=squares"], "dataset"),
+        (["dataset=circles", "dataset.seed=10000000000000"], "dataset.seed"),  # beyond 32 bits
+        (["dataset=circles", "dataset.n_samples=10000000000"], "dataset.n_samples"),  # ~1.8 TiB: the memory estimate
     ],
 )
 def test_generate_cli_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, key):
@@ -143,6 +147,7 @@ def test_generate_cli_writes_csv_and_png(tmp_path):
         ("x1,x2,label,split\n0,nan,1,train\n", "NaN"),
         ("x1,x2,label,split\n0,abc,1,train\n", "not numbers"),
         ("x1,x2,label,split\n0,0,2,train\n", "labels must be 0/1"),
+        ("x1,x2,label,split\n0,0,1,train\n1,1,1,train\n0,1,0,test\n", "both 0 and 1"),  # one class to train on
     ],
 )
 def test_bad_data_files_name_the_file(tmp_path, content, problem):
@@ -152,3 +157,16 @@ def test_bad_data_files_name_the_file(tmp_path, content, problem):
     with pytest.raises(DataError) as error:
         data.load(path)
     assert str(path) in str(error.value) and problem in str(error.value)
+
+
+def test_generate_records_its_values_and_readers_refuse_other_values(tmp_path):
+    cfg = dataset_cfg(tmp_path, "circles_heldout")
+    csv, _ = generate(cfg, tmp_path)
+    assert json.loads(data.record_path(csv).read_text())["generated_with"] == dict(cfg)
+    data.check_record(cfg, csv)  # the same values: no error
+    with pytest.raises(ConfigError) as error:
+        data.check_record({**cfg, "test_fraction": 0.0}, csv)
+    assert error.value.key == "dataset.test_fraction" and "0.2" in str(error.value)
+    data.record_path(csv).write_text("{not json")
+    with pytest.raises(DataError, match="circles_heldout.json: no readable record"):
+        data.check_record(cfg, csv)

@@ -64,6 +64,13 @@ CASES = [
     (["name=../escape"], "name"),
     (["name=a/b"], "name"),
     (["name=.."], "name"),
+    (["name=résumé"], "name"),  # unquoted: Hydra's grammar rejects it
+    (["trainer.epochs=[1,"], "trainer.epochs"),
+    (["+foo=1"], "foo"),  # a new key nothing reads
+    (["paths.results=/etc/hostname"], "paths.results"),
+    (["paths.results=/sys/results"], "paths.results"),  # a folder no user may write in, root included
+    (["model.hidden.0.units=1000000000"], "model.hidden.0.units"),  # ~745 GiB: the memory estimate
+    (["trainer.replicates=100000000"], "trainer.replicates"),
 ]
 
 

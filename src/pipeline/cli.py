@@ -55,12 +55,32 @@ def command_line_overrides(args: list[str]) -> list[str]:
     return list(known.overrides)
 
 
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    """Hydra's parsed overrides; one that its grammar rejects is a ConfigError naming it."""
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            parser.parse_overrides([line])
+        except OverrideParseException as error:
+            key, _, value = line.partition("=")
+            problem = str(error).strip().splitlines()[0]
+            allowed = f"a value Hydra's override grammar reads ({problem}); quote it: '{key}=\"...\"'"
+            raise ConfigError(key, value, allowed) from None
+    return parser.parse_overrides(overrides)
+
+
 def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Raise ConfigError for a group override naming an option that does not exist (e.g. dataset=foo)."""
+    """Raise ConfigError for an override Hydra cannot parse, a group option that does not exist (dataset=foo),
+    or a new key (`+foo=1`: nothing would read it)."""
     options = group_options(conf_dir)
     overrides = command_line_overrides(args)
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in parse_overrides(overrides):
         group = override.key_or_group
+        if override.is_add() and group not in options and not group.startswith("hydra"):
+            allowed = "an existing key (drop the `+`: a new key is read by nothing; `--cfg job` lists the keys)"
+            raise ConfigError(group, override.value(), allowed)
         if group not in options or override.is_delete():
             continue
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
@@ -81,7 +101,7 @@ def sweep_configs(args: list[str], conf_dir: Path = CONF_DIR) -> Iterator[DictCo
     other keys at their first value). Sweeps a sweeper samples (Optuna's intervals) are left to the sweeper.
     """
     options = group_options(conf_dir)
-    parsed = OverridesParser.create().parse_overrides(command_line_overrides(args))
+    parsed = parse_overrides(command_line_overrides(args))
     fixed = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
     groups: list[list[str]] = []
     values: list[tuple[str, list[Any]]] = []

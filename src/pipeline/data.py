@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
-from pipeline import files
+from pipeline import files, memory
 from pipeline.files import atomic_path
 from pipeline.values import is_int, is_real
 
@@ -94,6 +94,7 @@ def check(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"dataset.{missing[0]}", None, f"dataset '{name}' needs it set")
     if "n_samples" in params:
         _require(cfg, "n_samples", is_int(cfg["n_samples"]) and cfg["n_samples"] >= 4, "an integer >= 4")
+        memory.check_fits("dataset.n_samples", cfg["n_samples"], memory.data_bytes(cfg["n_samples"]))
     if "noise" in params:
         _require(cfg, "noise", is_real(cfg["noise"]) and cfg["noise"] >= 0, "a finite number >= 0")
     if "factor" in params:
@@ -229,6 +230,8 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
     train = (frame["split"] == "train").to_numpy()
     if not train.any():
         raise DataError(path, "has no training rows")
+    if len(np.unique(y[train])) < 2:
+        raise DataError(path, f"its training rows are all of class {int(y[train][0, 0])}: a classifier needs both 0 and 1")
     has_test = bool((~train).any())
     test = ~train if has_test else train
     return Dataset(name or path.stem, x[train], y[train], x[test], y[test], has_test)

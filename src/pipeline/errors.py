@@ -25,6 +25,13 @@ class DataError(PipelineError):
         super().__init__(f"{self.path}: {problem}")
 
 
+class TrackingError(PipelineError):
+    """MLflow refused or failed a call of a run, or its store cannot be used."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"tracking: {problem}")
+
+
 class DivergedError(PipelineError):
     """Training produced a NaN or infinite loss."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import config, data, files, nets, plots
+from pipeline import config, data, files, nets, plots, tracking_store
 from pipeline.cli import hydra_app, resolved
 from pipeline.engines import Net
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
 
@@ -25,15 +26,34 @@ def load_model(folder: Path, from_logits: bool = False) -> Net:
 
 def snapshot_predictors(model: Net, folder: Path) -> list[tuple[int, plots.Predict]]:
     """(epoch, predict) for every weight snapshot saved during training."""
-    path = folder / "snapshots.npz"
+    return [(epoch, model.at(weights)) for epoch, weights in read_snapshots(folder / "snapshots.npz").items()]
+
+
+def read_snapshots(path: Path) -> dict[int, list[np.ndarray]]:
+    """The weight snapshots by epoch; DataError naming the file if it is missing or damaged."""
     if not path.is_file():
         raise DataError(path, "no such snapshots file; train first")
-    with np.load(path, allow_pickle=False) as archive:
-        epochs = sorted({int(k.split("_")[0][5:]) for k in archive.files})
-        weights = {
-            e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))] for e in epochs
-        }
-    return [(e, model.at(weights[e])) for e in epochs]
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            epochs = sorted({int(k.split("_")[0][5:]) for k in archive.files})
+            return {
+                e: [archive[f"epoch{e}_w{i}"] for i in range(sum(k.startswith(f"epoch{e}_") for k in archive.files))]
+                for e in epochs
+            }
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        raise DataError(path, "not a readable snapshots archive; train again") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, "no such file; train first (`dvc repro` or `python -m pipeline.train`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(path, "not readable JSON; train again to write it") from None
+    if not isinstance(value, dict):
+        raise DataError(path, "not a JSON object; train again to write it")
+    return value
 
 
 def split_metrics(model: Net, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -57,10 +77,15 @@ def split_metrics(model: Net, loss_cfg: dict[str, Any], x: np.ndarray, y: np.nda
 
 
 def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolution: int = 200) -> tuple[dict, list[Path]]:
-    """Write evaluation.json, predictions.csv and the pictures under `folder`; return the metrics and pictures."""
+    """Write evaluation.json, predictions.csv and the pictures under `folder`; return the metrics and pictures.
+
+    Every input is read before anything is written, and the outputs move in together (files.staged): a failure
+    leaves the previous evaluation as it was.
+    """
     model = load_model(folder, bool(cfg["loss"].get("from_logits")))
     history = _read_history(folder / "history.csv")
-    trained = json.loads((folder / "metrics.json").read_text())
+    trained = _read_json(folder / "metrics.json")
+    snapshots = snapshot_predictors(model, folder)
     metrics: dict[str, Any] = {"train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train)}
     if dataset.has_test:  # no split (XOR): no test metrics
         metrics["test"] = split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test)
@@ -68,17 +93,18 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     metrics["rounded_predictions"] = " ".join(str(int(v)) for v in np.round(probability[:8]))
     table = pd.DataFrame(dataset.x_train, columns=[f"x{i + 1}" for i in range(dataset.n_features)])
     table["label"], table["probability"] = dataset.y_train.ravel().astype(int), probability
-    with files.atomic_path(folder / "predictions.csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
     scores = [f"{split} acc {metrics[split]['accuracy']:.0%}" for split in ("train", "test") if split in metrics]
     title = f"{cfg['name']} ({', '.join(scores)})"
-    pictures = [folder / "plots" / name for name in PICTURES]
-    plots.decision_boundary(model.probabilities, dataset, title, pictures[0], resolution)
-    plots.learning_curves(history, trained.get("convergence_epoch"), cfg["name"], pictures[1])
-    plots.boundary_evolution(snapshot_predictors(model, folder), dataset, cfg["name"], pictures[2])
-    plots.neuron_maps(model.hidden, dataset, cfg["name"], pictures[3])
-    files.write_json(folder / "evaluation.json", metrics)
-    return metrics, pictures
+    with files.staged(folder) as stage:
+        with files.atomic_path(stage / "predictions.csv") as tmp:
+            table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+        staged_pictures = [stage / "plots" / name for name in PICTURES]
+        plots.decision_boundary(model.probabilities, dataset, title, staged_pictures[0], resolution)
+        plots.learning_curves(history, trained.get("convergence_epoch"), cfg["name"], staged_pictures[1])
+        plots.boundary_evolution(snapshots, dataset, cfg["name"], staged_pictures[2])
+        plots.neuron_maps(model.hidden, dataset, cfg["name"], staged_pictures[3])
+        files.write_json(stage / "evaluation.json", metrics)
+    return metrics, [folder / "plots" / name for name in PICTURES]
 
 
 def log_to_run(cfg: dict[str, Any], run_id: str, metrics: dict[str, Any], pictures: list[Path]) -> None:
@@ -123,6 +149,15 @@ def check(cfg: DictConfig) -> None:
     folder = Path(plain["paths"]["results"]) / plain["name"]
     if not any(path.is_file() for path in nets.model_files(folder)):
         raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
+    problem = files.unwritable(folder)
+    if problem:
+        raise ConfigError("paths.results", plain["paths"]["results"], f"a folder this user can write ({problem})")
+    data.load_configured(plain)
+    _read_json(folder / "metrics.json")  # what evaluate reads, checked before TensorFlow starts
+    _read_history(folder / "history.csv")
+    read_snapshots(folder / "snapshots.npz")
+    if _read_run_id(folder / "run.json") and plain["tracking"]["enabled"]:
+        tracking_store.check(plain["tracking"], plain["paths"]["root"])
 
 
 def _read_history(path: Path) -> pd.DataFrame:
@@ -133,10 +168,16 @@ def _read_history(path: Path) -> pd.DataFrame:
 
 
 def _read_run_id(path: Path) -> str | None:
+    """The MLflow run a training wrote into run.json; None without tracking; DataError for a damaged file."""
     try:
-        return json.loads(path.read_text()).get("run_id")
-    except (FileNotFoundError, json.JSONDecodeError):
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(path, "not readable JSON; train again to write it") from None
+    if not isinstance(run, dict) or not isinstance(run.get("run_id"), (str, type(None))):
+        raise DataError(path, "holds no run_id string; train again to write it")
+    return run["run_id"]
 
 
 def _is_number(value: str) -> bool:

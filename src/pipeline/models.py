@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -54,16 +54,23 @@ def seeded_model(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> ke
     return build(model_cfg, n_features)
 
 
-def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> list[np.ndarray]:
-    """The weights `seeded_model` starts from (get_weights() order), from the initializers alone: no model built."""
-    keras.utils.set_random_seed(seed)
-    created = []  # kernel then bias initializer per layer, created in the order Dense creates them
-    for _ in layer_specs(model_cfg):
-        created.append(keras.initializers.get(_plain(model_cfg["kernel_initializer"])))
-        if model_cfg.get("use_bias", True):
-            created.append(keras.initializers.get(_plain(model_cfg["bias_initializer"])))
+def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seeds: Sequence[int]) -> list[list[np.ndarray]]:
+    """Per seed, the weights `seeded_model` starts from (get_weights() order), from the initializers alone.
+
+    All initializers are created first, each copy's after set_random_seed(its seed), then called: their seeds are
+    fixed at creation, and a TensorFlow op run after set_random_seed costs ~10 ms (it clears TensorFlow's caches).
+    """
+    created = []
+    for seed in seeds:
+        keras.utils.set_random_seed(int(seed))
+        mine = []  # kernel then bias initializer per layer, created in the order Dense creates them
+        for _ in layer_specs(model_cfg):
+            mine.append(keras.initializers.get(_plain(model_cfg["kernel_initializer"])))
+            if model_cfg.get("use_bias", True):
+                mine.append(keras.initializers.get(_plain(model_cfg["bias_initializer"])))
+        created.append(mine)
     shapes = parameter_shapes(model_cfg, n_features)
-    return [np.asarray(initializer(shape, dtype="float32")) for initializer, shape in zip(created, shapes)]
+    return [[np.asarray(init(shape, dtype="float32")) for init, shape in zip(mine, shapes)] for mine in created]
 
 
 def make_loss(loss_cfg: Mapping[str, Any]) -> keras.losses.Loss:

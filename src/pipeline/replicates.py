@@ -43,8 +43,10 @@ def save_outputs(
     return [out / "replicates.csv", out / "history.csv", out / "weights.npz", picture]
 
 
-def train_replicates(cfg: dict[str, Any], dataset: data.Dataset, out: Path, run: Any = None) -> dict[str, Any]:
-    """Train the copies, write their outputs under `out`, log to `run` (an open tracking Run) if given."""
+def train_replicates(
+    cfg: dict[str, Any], dataset: data.Dataset, out: Path, run: Any = None, final: Path | None = None
+) -> dict[str, Any]:
+    """Train the copies, write their outputs under `out` (bound for `final`), log to `run` (an open tracking Run)."""
     replicates = fit_replicates(cfg, dataset)
     if (replicates.diverged_epoch > 0).all():
         raise DivergedError(int(replicates.diverged_epoch.min()))
@@ -57,7 +59,7 @@ def train_replicates(cfg: dict[str, Any], dataset: data.Dataset, out: Path, run:
     timing = {"train_seconds": round(replicates.seconds, 4)}
     run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
     written = save_outputs(out, replicates, table, metrics, timing)
-    files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(out)})
+    files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(final or out)})
     if run:
         log_replicates(run, cfg, out, written, metrics | timing)
     print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))

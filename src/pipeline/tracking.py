@@ -20,6 +20,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 import pipeline
+from pipeline.tracking_store import tracking_uri
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)  # "failed to resolve pip version": pins are explicit
@@ -32,10 +33,15 @@ MAX_PARAMS_PER_CALL = 100
 MAX_PARAM_VALUE = 6000
 
 
-def tracking_uri(tracking_cfg: Mapping[str, Any], root: str | Path) -> str:
-    """MLFLOW_TRACKING_URI if set, else the configured URI, else the SQLite store mlflow.db under `root`."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.get("uri")
-    return uri or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+def end_orphaned_runs(uri: str, helper: str, message: str) -> list[str]:
+    """End FAILED every RUNNING run that the helper process `helper` (tag tracking_helper) opened; return their ids."""
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(experiments, f"tags.tracking_helper = '{helper}' and attributes.status = 'RUNNING'")
+    for run in found:
+        client.set_tag(run.info.run_id, "error", message)
+        client.set_terminated(run.info.run_id, "FAILED")
+    return [run.info.run_id for run in found]
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:

@@ -21,7 +21,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import pipeline
-from pipeline.errors import PipelineError
+from pipeline.errors import TrackingError
+from pipeline.tracking_store import tracking_uri
 
 PARENT_RUN_ENV = "PIPELINE_PARENT_RUN_ID"  # set by the sweep callback; jobs become its children
 PASSED_ENV = (PARENT_RUN_ENV, "DVC_STAGE")  # read when a run starts; MLFLOW_* variables travel too
@@ -43,16 +44,14 @@ RUN_METHODS = frozenset(
 )  # tracking.Run's methods
 
 
+def helper_tag(pid: int) -> str:
+    """The tracking_helper tag of the runs the helper process `pid` opens: host and pid."""
+    return f"{socket.gethostname()}:{pid}"
+
+
 def passed(key: str) -> bool:
     """Whether an environment variable travels from the trainer to the helper with each run."""
     return key.startswith("MLFLOW_") or key in PASSED_ENV
-
-
-class TrackingError(PipelineError):
-    """MLflow refused or failed a call of this run."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(f"tracking: {problem}")
 
 
 class Helper:
@@ -65,6 +64,7 @@ class Helper:
     def __init__(self, in_thread: bool = os.name == "nt") -> None:
         self.pid, self.process, self.thread = os.getpid(), None, None
         self.unsettled: str | None = None  # a run ended without waiting for the helper (see RemoteRun.end)
+        self.open_uri: str | None = None  # the store of the run the helper holds open, if any
         self.late_error: str | None = None  # what its logging failed on; the next run or the command raises it
         if in_thread:
             self.connection, theirs = multiprocessing.Pipe()
@@ -80,6 +80,19 @@ class Helper:
         )
         theirs_socket.close()
         self.connection = Connection(ours.detach())
+        threading.Thread(target=self.watch, name="mlflow-helper-watch", daemon=True).start()
+
+    def watch(self) -> None:
+        """If the helper dies holding a run open (SIGKILL, out of memory), end that run FAILED from this process."""
+        assert self.process is not None
+        code = self.process.wait()
+        uri = self.open_uri
+        if uri is None or self.pid != os.getpid():
+            return
+        from pipeline import tracking
+
+        with contextlib.suppress(Exception):  # the store itself may be what failed; the trainer reports its error
+            tracking.end_orphaned_runs(uri, helper_tag(self.process.pid), f"the tracking helper process died (exit {code})")
 
     def alive(self) -> bool:
         running = self.thread.is_alive() if self.thread else self.process is not None and self.process.poll() is None
@@ -224,6 +237,7 @@ def start(
         },
     )
     run = RemoteRun(channel, run_name)
+    channel.open_uri = tracking_uri(tracking_cfg, root)
     try:
         yield run
     except KeyboardInterrupt as error:
@@ -236,6 +250,8 @@ def start(
         raise
     else:
         run.end("FINISHED", wait=wait_at_end)
+    finally:
+        channel.open_uri = None
 
 
 def one_line(error: BaseException) -> str:
@@ -267,6 +283,7 @@ def serve(connection: Connection) -> None:
             for key in [k for k in os.environ if passed(k) and k not in env]:
                 del os.environ[key]
             os.environ.update(env)
+            kwargs["tags"]["tracking_helper"] = helper_tag(os.getpid())  # so the trainer can end it if this process dies
             try:
                 run, error = tracking.open_run(**kwargs, parent_run_id=os.environ.get(PARENT_RUN_ENV)), None
                 connection.send(("started", run.run_id, None))

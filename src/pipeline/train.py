@@ -19,10 +19,15 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config, data, files, import_keras, nets
+from pipeline import config, data, files, import_keras, memory, tracking_store
 from pipeline.cli import hydra_app, resolved
 from pipeline.engines import History, Net, schedule_from, train_one
 from pipeline.errors import ConfigError, DivergedError
+
+
+# What a training run and its evaluation write into results/<name>/: a new run replaces all of it
+RUN_FILES: tuple[str, ...] = ("model.*", "history.csv", "snapshots.npz", "metrics.json", "timing.json", "run.json")
+RUN_FILES += ("replicates.csv", "weights.npz", "predictions.csv", "evaluation.json", "plots/*")
 
 
 def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Net, History]:
@@ -50,9 +55,6 @@ def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, histor
 def save_outputs(out: Path, model: Net, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
     """Write model, history.csv, metrics.json, timing.json and snapshots.npz under `out`; return the model path."""
     model_path = model.save(out)
-    for stale in nets.model_files(out):  # another engine's model from an earlier run would be evaluated instead
-        if stale != model_path:
-            stale.unlink(missing_ok=True)
     frame = pd.DataFrame({"epoch": np.arange(1, history.epochs_run + 1)})
     for name, values in history.columns.items():
         if values:
@@ -110,20 +112,22 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     plain = resolved(cfg)
     csv = data.csv_path(plain)
     out = Path(out or output_dir(cfg))
-    with tracked_run(cfg) as run:
+    # The outputs move into `out` after the MLflow run ended FINISHED; a failure leaves the previous set there.
+    # A sequential sweep's job folder is new, and the helper logs its files after the job: written in place.
+    with files.staged(out, RUN_FILES, enabled=not more_jobs_in_this_process()) as stage, tracked_run(cfg) as run:
         import_keras()  # while the tracking helper starts the run
         if plain["trainer"]["replicates"] > 1:
             from pipeline.replicates import train_replicates
 
-            return train_replicates(plain, dataset, out, run)
+            return train_replicates(plain, dataset, stage, run, final=out)
         model, history = fit_model(plain, dataset)
         if history.diverged_epoch is not None:
             raise DivergedError(history.diverged_epoch)
         metrics = final_metrics(plain, model, dataset, history)
         timing = {"train_seconds": round(history.seconds, 4)}
         run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
-        model_path = save_outputs(out, model, history, metrics, timing)
-        files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(out)})
+        model_path = save_outputs(stage, model, history, metrics, timing)
+        files.write_json(stage / "run.json", {"run_id": run_id, "output_dir": str(out)})
         if run:
             log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
@@ -205,8 +209,14 @@ def check(cfg: DictConfig) -> data.Dataset:
     """Reject a bad config or data file before TensorFlow starts and anything is written; return the dataset."""
     plain = resolved(cfg)
     config.check_training(plain)
+    problem = files.unwritable(plain["paths"]["results"])
+    if problem:
+        raise ConfigError("paths.results", plain["paths"]["results"], f"a folder this user can write ({problem})")
+    if plain["tracking"]["enabled"]:
+        tracking_store.check(plain["tracking"], plain["paths"]["root"])
     dataset = data.load_configured(plain)  # the file made with exactly these dataset values, or a ConfigError
     config.check_model(plain["model"], dataset.n_features)
+    memory.check_training(plain, dataset.n_features, len(dataset.x_train) + len(dataset.x_test))
     return dataset
 
 

@@ -32,7 +32,7 @@ class StackedMLP:
     def __init__(self, model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> None:
         self.use_bias = bool(model_cfg.get("use_bias", True))
         self.activations = [spec["activation"] for spec in layer_specs(model_cfg)]
-        per_copy = [initial_weights(model_cfg, n_features, int(seed)) for seed in seeds]
+        per_copy = initial_weights(model_cfg, n_features, [int(seed) for seed in seeds])
         self.variables = [tf.Variable(np.stack(values), name=f"w{i}") for i, values in enumerate(zip(*per_copy))]
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,240 @@
+"""A run's outputs appear together or not at all; evaluation refuses damaged inputs before writing anything."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline import evaluate, train
+
+
+def snapshot(folder):
+    """Every file under `folder` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def complete(make_config, tmp_path):
+    """A complete, evaluated results folder of xor_relu16 (seed 0, 50 epochs) and its config."""
+    cfg = make_config("experiment=xor_relu16", "trainer.epochs=50", "paths.results=${paths.root}/results")
+    folder = tmp_path / "results" / "xor_relu16"
+    train.train(cfg, out=folder)
+    evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), folder)
+    return cfg, folder
+
+
+def test_a_runs_files_and_folders_get_the_umasks_mode(make_config, tmp_path):
+    cfg = make_config("experiment=xor_relu16", "trainer.epochs=5")
+    previous = os.umask(0o027)
+    try:
+        train.train(cfg, out=tmp_path / "results" / "xor_relu16")
+    finally:
+        os.umask(previous)
+    written = [tmp_path / "results", *(tmp_path / "results").rglob("*")]
+    modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777 for p in written}
+    assert modes and all(mode == (0o750 if (tmp_path / path).is_dir() else 0o640) for path, mode in modes.items()), modes
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_training_that_fails_mid_save_leaves_the_previous_set_intact(complete, monkeypatch):
+    cfg, folder = complete
+    before = snapshot(folder)
+    monkeypatch.setattr(np, "savez", disk_full)  # snapshots.npz, after model.keras and history.csv are written
+    with pytest.raises(OSError, match="No space left"):
+        train.train(OmegaConf.merge(cfg, {"trainer": {"seed": 1}}), out=folder)
+    assert snapshot(folder) == before  # the seed-0 set, whole: no seed-1 model beside seed-0 metrics
+    assert [p.name for p in folder.parent.iterdir()] == ["xor_relu16"]  # no staging folder left behind
+
+
+def test_a_new_training_replaces_the_whole_set(complete):
+    cfg, folder = complete
+    train.train(OmegaConf.merge(cfg, {"trainer": {"seed": 1}}), out=folder)
+    assert not (folder / "evaluation.json").exists()  # the seed-0 model's evaluation went with it
+    assert {"model.keras", "history.csv", "metrics.json", "run.json", "snapshots.npz"} <= set(snapshot(folder))
+
+
+def test_an_evaluation_that_fails_mid_way_keeps_the_previous_evaluation(complete, monkeypatch):
+    cfg, folder = complete
+    before = snapshot(folder)
+    monkeypatch.setattr(evaluate.plots, "neuron_maps", disk_full)  # the last picture, after three were drawn
+    with pytest.raises(OSError):
+        evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), folder)
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: (f / "metrics.json").unlink(), "metrics.json: no such file"),
+        (lambda f: (f / "snapshots.npz").write_bytes(b"PK\x03\x04 truncated"), "snapshots.npz: not a readable snapshots"),
+        (lambda f: (f / "run.json").write_text('{"run_id": '), "run.json: not readable JSON"),
+        (lambda f: (f / "history.csv").write_text(""), "history.csv: missing or unreadable"),
+    ],
+    ids=["metrics.json missing", "snapshots.npz corrupt", "run.json corrupt", "history.csv empty"],
+)
+def test_evaluate_refuses_damaged_inputs_in_one_line_and_writes_nothing(complete, monkeypatch, capsys, damage, message):
+    cfg, folder = complete
+    damage(folder)
+    before = snapshot(folder.parent.parent)
+    monkeypatch.chdir(folder.parent.parent)
+    argv = ["pipeline.evaluate", "experiment=xor_relu16", "paths.root=.", "paths.results=results", "tracking.enabled=false"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert snapshot(folder.parent.parent) == before
+
+
+def test_single_class_training_data_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "xor.csv").write_text("x1,x2,label,split\n0,0,1,train\n1,1,1,train\n")
+    (tmp_path / "data" / "xor.json").write_text('{"generated_with": {"name": "xor", "test_fraction": 0.0}}')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["pipeline.train", "experiment=xor_relu16", "paths.root=.", "tracking.enabled=false"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1 and "both 0 and 1" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def running_run_id(db: Path, trainer, log: Path, timeout: float = 180) -> str:
+    """The id of the run the trainer's helper opened in the SQLite store `db`, once RUNNING there.
+
+    Read with sqlite3, read-only: an MLflow client here would create the store's tables while the helper does.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert trainer.poll() is None, log.read_text()
+        with contextlib.suppress(sqlite3.Error):  # no store, or no tables yet
+            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as store:
+                found = store.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'").fetchall()
+            if found:
+                return found[0][0]
+        time.sleep(0.5)
+    raise AssertionError("no run started: " + log.read_text())
+
+
+@pytest.mark.slow
+def test_a_run_whose_tracking_helper_is_killed_ends_failed_within_15_s(tmp_path, make_config):
+    from mlflow import MlflowClient
+
+    make_config("dataset=xor")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["experiment=xor_relu16", "trainer.epochs=10000000", f"paths.root={tmp_path}", "tracking.enabled=true"]
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr:
+        trainer = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train", *args],
+            cwd=tmp_path,
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        run_id = running_run_id(tmp_path / "mlflow.db", trainer, log)
+        client = MlflowClient(uri)
+        run = client.get_run(run_id)
+        os.kill(int(run.data.tags["tracking_helper"].rsplit(":", 1)[1]), signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while client.get_run(run.info.run_id).info.status == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.25)
+        ended = client.get_run(run.info.run_id)
+        assert ended.info.status == "FAILED" and "tracking helper process died" in ended.data.tags["error"]
+        assert trainer.poll() is None  # the trainer went on; its run could not log, so its results never land
+    finally:
+        trainer.send_signal(signal.SIGTERM)
+        trainer.wait(60)
+    assert not (tmp_path / "runs" / "xor_relu16").exists()
+
+
+def hold_lock(db: Path, seconds: float) -> threading.Thread:
+    """A thread holding SQLite's exclusive lock on `db` for `seconds`, as another writer would."""
+    locked = threading.Event()
+
+    def hold():
+        with contextlib.closing(sqlite3.connect(db, isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")
+            locked.set()
+            time.sleep(seconds)
+            other.execute("ROLLBACK")
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    locked.wait(10)
+    return thread
+
+
+def test_the_sqlite_store_is_checked_before_training(tmp_path):
+    from pipeline.errors import TrackingError
+    from pipeline.tracking_store import check_sqlite
+
+    db = tmp_path / "mlflow.db"
+    check_sqlite(db)  # not there yet: it will be created
+    with contextlib.closing(sqlite3.connect(db)) as store:
+        store.execute("CREATE TABLE runs (id TEXT)")
+    holder = hold_lock(db, 2.0)
+    start = time.monotonic()
+    check_sqlite(db, wait=15)  # a brief lock: waits for it
+    assert time.monotonic() - start >= 1.0
+    holder.join()
+    holder = hold_lock(db, 3.0)
+    with pytest.raises(TrackingError, match=f"{db}: the MLflow store cannot be written \\(held by another process"):
+        check_sqlite(db, wait=0.5)
+    holder.join()
+    db.write_bytes(b"this is not a database at all")
+    with pytest.raises(TrackingError, match=f"{db}: not an SQLite database"):
+        check_sqlite(db)
+    with pytest.raises(TrackingError, match="cannot create the MLflow store"):
+        check_sqlite(Path("/etc/hostname/mlflow.db"))
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("http://127.0.0.1:9", "the MLflow server at http://127.0.0.1:9 does not answer"),
+        ("sqlite:////etc/hostname/mlflow.db", "/etc/hostname/mlflow.db: cannot create the MLflow store"),
+    ],
+)
+def test_an_unusable_tracking_store_fails_fast_in_one_line_before_training(tmp_path, make_config, uri, message):
+    from conftest import run_cli
+
+    make_config("dataset=xor")
+    start = time.monotonic()
+    result = run_cli("train", "experiment=xor_relu16", f"paths.root={tmp_path}", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert time.monotonic() - start < 20 and not (tmp_path / "runs").exists()
+
+
+def test_a_server_that_is_not_mlflow_is_named(tmp_path):
+    import http.server
+
+    from pipeline.errors import TrackingError
+    from pipeline.tracking_store import check_server
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)  # 404 for /health
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    uri = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with pytest.raises(TrackingError, match=f"{uri} answers /health with HTTP 404: not an MLflow tracking server"):
+            check_server(uri)
+    finally:
+        server.shutdown()
