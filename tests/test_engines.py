@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from pipeline import engines
 from pipeline.errors import ConfigError
@@ -33,6 +34,21 @@ def test_progress_is_quiet_on_short_runs_and_gives_a_rate_and_eta_on_long_ones(c
     line = capsys.readouterr().err.strip()
     assert line.startswith("[numpy x3] epoch 50/100") and "median loss 0.2" in line and "66.7%" in line
     assert "50 epochs/s" in line and "ETA 1 s" in line
+
+
+def test_the_initial_weights_of_many_copies_show_progress_while_created(capsys, monkeypatch):
+    import itertools
+
+    from conftest import compose_config
+    from pipeline import models
+
+    ticks = itertools.count(0.0, 0.6)  # a slow machine: 0.6 s between clock readings
+    monkeypatch.setattr(engines.time, "perf_counter", lambda: next(ticks))
+    model_cfg = OmegaConf.to_container(compose_config(".", "experiment=xor_relu16").model, resolve=True)
+    weights = models.initial_weights(model_cfg, 2, [0, 1, 2, 3])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(weights) == 4 and "[initial weights: seeding] copy 2/4  (1.2 s, 1.67 copies/s, ETA 1 s)" in lines
+    assert lines[-1].startswith("[initial weights: drawing] copy 4/4  (") and "ETA" not in lines[-1]
 
 
 def test_sigmoid_emulation_equals_tensorflows_single_element_path_bit_for_bit():

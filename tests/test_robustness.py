@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import evaluate, train
+from pipeline import evaluate, files, train
 
 
 def snapshot(folder):
@@ -59,6 +60,48 @@ def test_a_training_that_fails_mid_save_leaves_the_previous_set_intact(complete,
         train.train(OmegaConf.merge(cfg, {"trainer": {"seed": 1}}), out=folder)
     assert snapshot(folder) == before  # the seed-0 set, whole: no seed-1 model beside seed-0 metrics
     assert [p.name for p in folder.parent.iterdir()] == ["xor_relu16"]  # no staging folder left behind
+
+
+def write_set(stage, contents):
+    for relative, text in contents.items():
+        (stage / relative).parent.mkdir(parents=True, exist_ok=True)
+        (stage / relative).write_text(text)
+
+
+def test_a_move_killed_half_way_is_finished_before_the_folder_is_read_again(tmp_path, monkeypatch):
+    folder = tmp_path / "results" / "xor_relu16"
+    with files.staged(folder, replaces=("*.txt", "plots/*")) as stage:
+        write_set(stage, {"a.txt": "old", "b.txt": "old", "stale.txt": "old", "plots/p.png": "old"})
+    (folder / "notes.md").write_text("the user's")  # not a run file: kept
+    real_replace, calls = os.replace, []
+
+    def killed_after_one_file(source, target):
+        calls.append(target)
+        if len(calls) == 3:  # 1: the set is committed, 2: a.txt moved in, 3: the process dies
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(files.os, "replace", killed_after_one_file)
+    with pytest.raises(KeyboardInterrupt), files.staged(folder, replaces=("*.txt", "plots/*")) as stage:
+        write_set(stage, {"a.txt": "new", "b.txt": "new", "plots/p.png": "new"})
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    assert snapshot(folder)["a.txt"] == b"new" and snapshot(folder)["b.txt"] == b"old"  # mixed until settled
+    files.settle(folder)
+    expected = {"a.txt": "new", "b.txt": "new", "plots/p.png": "new", "notes.md": "the user's"}
+    assert {k: v.decode() for k, v in snapshot(folder).items()} == expected
+    assert [p.name for p in folder.parent.iterdir()] == ["xor_relu16"]
+
+
+def test_a_killed_processs_unfinished_set_is_dropped_and_a_running_ones_kept(tmp_path):
+    folder = tmp_path / "results" / "xor_relu16"
+    pending = files.staging_dir(folder)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    mine, killed = pending / f"{host}.{os.getpid()}.abc.tmp", pending / f"{host}.{dead.stdout.strip()}.def.tmp"
+    for stage in (mine, killed):
+        write_set(stage, {"files/model.keras": "half"})
+    files.settle(folder)
+    assert mine.exists() and not killed.exists()
 
 
 def test_a_new_training_replaces_the_whole_set(complete):
@@ -203,6 +246,29 @@ def test_the_sqlite_store_is_checked_before_training(tmp_path):
         check_sqlite(db)
     with pytest.raises(TrackingError, match="cannot create the MLflow store"):
         check_sqlite(Path("/etc/hostname/mlflow.db"))
+
+
+@pytest.mark.parametrize(("uri", "waits"), [("{db}?timeout=15", True), ("{db}", False)], ids=["ours", "sqlite3's 5 s"])
+def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path, uri, waits):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking_store import tracking_uri
+
+    store = uri.format(db=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    assert tracking_uri({"uri": None}, tmp_path) == store or not waits  # the URI every step of a run opens
+    made = "from mlflow.tracking import MlflowClient as C; import sys; print(C(sys.argv[1]).create_run('0').info.run_id)"
+    run_id = subprocess.run([sys.executable, "-c", made, store], capture_output=True, text=True, check=True).stdout.strip()
+    holder = hold_lock(tmp_path / "mlflow.db", 8.0)
+    start = time.monotonic()
+    if waits:  # e.g. evaluate's client, or the tracking helper, opening the store while another process writes
+        client = MlflowClient(store)
+        client.log_metric(run_id, "loss", 0.5)
+        client.set_terminated(run_id)
+        assert time.monotonic() - start >= 5 and client.get_run(run_id).info.status == "FINISHED"
+    else:  # what the URI's timeout is for: MLflow's first look at the tables uses sqlite3's 5 s
+        with pytest.raises(Exception, match="database is locked"):  # SQLAlchemy's OperationalError
+            MlflowClient(store).log_metric(run_id, "loss", 0.5)
+    holder.join()
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,12 @@ def test_every_job_of_a_sweep_is_checked_and_long_sweeps_check_each_value_once()
     assert len(many) == MAX_CHECKED_JOBS + 1  # every seed with 4 units, then 8 units once
     assert [c.model.hidden[0].units for c in many[-2:]] == [4, 8]
     assert list(sweep_configs(["-m", "optimizer.learning_rate=interval(0.001,0.1)"]))[0].optimizer.learning_rate == 0.001
+
+
+def test_a_glob_over_a_group_sweeps_its_options_and_force_adds_of_existing_keys_pass():
+    from pipeline.cli import check_overrides, sweep_configs
+
+    args = ["-m", "optimizer=glob(*,exclude=sgd)", "++trainer.epochs=3,4"]
+    check_overrides(args)  # ++ of an existing key overrides it: allowed
+    jobs = {(c.optimizer._target_, c.trainer.epochs) for c in sweep_configs(args)}
+    assert jobs == {(f"keras.optimizers.{o}", e) for o in ("Adam", "RMSprop") for e in (3, 4)}

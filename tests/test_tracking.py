@@ -46,7 +46,8 @@ def test_flatten_indexes_lists_and_dots_keys():
 
 def test_uri_prefers_environment_then_config_then_sqlite_at_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.tracking_uri({"uri": None}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking.tracking_uri({"uri": None}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db?timeout=15"
+    assert tracking.tracking_uri({"uri": "sqlite:///a.db?timeout=2"}, tmp_path) == "sqlite:///a.db?timeout=2"
     assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:6000")
     assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:6000"

@@ -75,18 +75,40 @@ def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
     """Raise ConfigError for an override Hydra cannot parse, a group option that does not exist (dataset=foo),
     or a new key (`+foo=1`: nothing would read it)."""
     options = group_options(conf_dir)
-    overrides = command_line_overrides(args)
-    for override in parse_overrides(overrides):
-        group = override.key_or_group
-        if override.is_add() and group not in options and not group.startswith("hydra"):
-            allowed = "an existing key (drop the `+`: a new key is read by nothing; `--cfg job` lists the keys)"
-            raise ConfigError(group, override.value(), allowed)
+    parsed = parse_overrides(command_line_overrides(args))
+    forced = any(o.is_force_add() and o.key_or_group not in options for o in parsed)
+    known = existing_keys(parsed, conf_dir) if forced else set()  # `++key=1` sets an existing key, or adds one
+    for override in parsed:
+        group, value = override.key_or_group, str(override.input_line).partition("=")[2]
+        new_key = group not in options and not group.startswith("hydra")
+        if new_key and (override.is_add() or (override.is_force_add() and group not in known)):
+            plus = "+" if override.is_add() else "++"
+            allowed = f"an existing key (drop the `{plus}`: a new key is read by nothing; `--cfg job` lists the keys)"
+            raise ConfigError(group, value, allowed)
+        if override.is_force_add() and group in options:
+            raise ConfigError(group, value, f"`{group}=...` without the `++` (Hydra cannot force-add a config group)")
         if group not in options or override.is_delete():
             continue
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        values = swept_strings(override, options) if override.is_sweep_override() else [override.value()]
         for value in values:
             if value is not None and str(value) not in options[group]:
                 raise ConfigError(group, value, f"one of {', '.join(options[group])}")
+
+
+def existing_keys(parsed: list[Any], conf_dir: Path = CONF_DIR) -> set[str]:
+    """The dotted keys of the config the overrides compose, without those that force-add (`++key=value`)."""
+    others = []
+    for override in parsed:
+        if override.is_force_add():
+            continue
+        line = str(override.input_line)
+        if override.is_sweep_override():  # a sweep's first value: composition takes no sweeps
+            first = next(iter(swept_strings(override, group_options(conf_dir))), None) if enumerable(override) else None
+            if first is None:
+                continue
+            line = f"{override.get_key_element()}={first}"
+        others.append(line)
+    return set(dotted_keys(OmegaConf.to_container(compose_config(others, conf_dir), resolve=False)))
 
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -110,7 +132,7 @@ def sweep_configs(args: list[str], conf_dir: Path = CONF_DIR) -> Iterator[DictCo
             continue
         key = override.get_key_element()
         if override.key_or_group in options or "/" in override.key_or_group:
-            groups.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            groups.append([f"{key}={value}" for value in swept_strings(override, options)])
         else:
             values.append((key, list(override.sweep_iterator())))
     if math.prod(len(v) for _, v in values) <= MAX_CHECKED_JOBS:
@@ -143,8 +165,22 @@ def set_value(cfg: DictConfig, key: str, value: Any, overrides: list[str], conf_
         raise PipelineError(f"bad override: Could not override '{path}'.{hint}") from None
 
 
+def swept_strings(override: Any, options: dict[str, list[str]]) -> list[str]:
+    """A sweep override's values as strings; a group's `glob(*)` matched against its options, as Hydra does."""
+    from hydra.core.override_parser.types import Glob
+
+    value = override.value()
+    if isinstance(value, Glob):
+        return value.filter(options.get(override.key_or_group, []))
+    return list(override.sweep_string_iterator())
+
+
 def enumerable(override: Any) -> bool:
-    """Whether a sweep override lists its values (a choice or range), as opposed to an interval a sweeper samples."""
+    """Whether a sweep override lists its values (a choice, range or glob), as opposed to an interval a sweeper samples."""
+    from hydra.core.override_parser.types import Glob
+
+    if isinstance(override.value(), Glob):
+        return True
     try:
         next(iter(override.sweep_iterator()), None)
     except Exception:  # noqa: BLE001  (Hydra raises for intervals)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline import data, engines
 from pipeline.errors import ConfigError
-from pipeline.values import is_int, is_real
+from pipeline.values import MAX_SEED, is_int, is_real
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "swish", "gelu")
 NUMPY_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
@@ -50,7 +50,6 @@ NUMPY_INITIALIZERS = (
     "ones",
     "constant",
 )
-MAX_SEED = 2**32 - 1  # np.random.seed and keras.utils.set_random_seed take 32-bit seeds
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
 
 
@@ -69,6 +68,12 @@ def parameter_shapes(model_cfg: Mapping[str, Any], n_features: int) -> list[tupl
             shapes.append((spec["units"],))
         n_in = spec["units"]
     return shapes
+
+
+def initializer_specs(model_cfg: Mapping[str, Any]) -> list[Any]:
+    """Kernel then bias initializer per layer, in get_weights() order (the order Dense creates them)."""
+    per_layer = [model_cfg["kernel_initializer"], model_cfg["bias_initializer"]][: 2 if model_cfg.get("use_bias", True) else 1]
+    return per_layer * len(layer_specs(model_cfg))
 
 
 def initializer_name(spec: Any) -> str:

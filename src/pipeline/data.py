@@ -16,7 +16,7 @@ import pandas as pd
 from pipeline.errors import ConfigError, DataError
 from pipeline import files, memory
 from pipeline.files import atomic_path
-from pipeline.values import is_int, is_real
+from pipeline.values import MAX_SEED, is_int, is_real
 
 Arrays = tuple[np.ndarray, np.ndarray]
 TRUTH_TABLE = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
@@ -100,7 +100,7 @@ def check(cfg: Mapping[str, Any]) -> None:
     if "factor" in params:
         _require(cfg, "factor", is_real(cfg["factor"]) and 0 <= cfg["factor"] < 1, "a number in [0, 1)")
     if "seed" in params:
-        _require(cfg, "seed", is_int(cfg["seed"]) and 0 <= cfg["seed"] < 2**32, "an integer from 0 to 4294967295 (32-bit)")
+        _require(cfg, "seed", is_int(cfg["seed"]) and 0 <= cfg["seed"] <= MAX_SEED, f"an integer from 0 to {MAX_SEED} (32-bit)")
     fraction = cfg.get("test_fraction", 0.0)
     _require(cfg, "test_fraction", is_real(fraction) and 0 <= fraction < 1, "a number in [0, 1)")
 

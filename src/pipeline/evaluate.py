@@ -133,6 +133,7 @@ def run(cfg: DictConfig) -> None:
 
 def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Evaluate a training output folder and log into its run (shared by the DVC stage and multirun jobs)."""
+    files.settle(folder)  # a training killed while moving its outputs in: finish the move before reading
     dataset = data.load_configured(cfg)
     metrics, pictures = evaluate(cfg, folder, dataset)
     run_id = _read_run_id(folder / "run.json")
@@ -147,6 +148,7 @@ def check(cfg: DictConfig) -> None:
     plain = resolved(cfg)
     config.check_training(plain)
     folder = Path(plain["paths"]["results"]) / plain["name"]
+    files.settle(folder)
     if not any(path.is_file() for path in nets.model_files(folder)):
         raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
     problem = files.unwritable(folder)

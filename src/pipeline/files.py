@@ -7,6 +7,7 @@ import fnmatch
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,33 +30,105 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+STAGING = ".staging"  # results/.staging/<name>/: sets being written (*.tmp) and sets being moved in (*.commit)
+MANIFEST = "manifest.json"  # in a *.commit folder, beside files/: what the new set holds and what it replaces
+
+
 @contextlib.contextmanager
 def staged(folder: str | os.PathLike, replaces: tuple[str, ...] = (), enabled: bool = True) -> Iterator[Path]:
-    """Yield a fresh folder beside `folder` to write a set of outputs into; move them into `folder` only if the
-    block succeeds, else delete them: a failure while writing (disk full, an error, Ctrl-C) leaves the previous set
-    as it was. Files of `folder` matching a `replaces` pattern (`plots/*`) that the new set lacks are removed, so
-    what `folder` holds always belongs to one run. Disabled, it yields `folder` itself (a fresh sweep job folder).
+    """Yield a fresh folder to write a set of outputs into; move them into `folder` only if the block succeeds,
+    else delete them: a failure while writing (disk full, an error, Ctrl-C) leaves the previous set as it was.
+    Files of `folder` matching a `replaces` pattern (`plots/*`) that the new set lacks are removed, so what
+    `folder` holds always belongs to one run. Disabled, it yields `folder` itself (a fresh sweep job folder).
+
+    The move is journaled: the finished set is renamed to *.commit with its manifest first, so a process killed
+    while moving the files in leaves a move that `settle` (called here, and by every reader) finishes.
     """
     folder = Path(folder)
     if not enabled:
         folder.mkdir(parents=True, exist_ok=True)
         yield folder
         return
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    settle(folder)
+    pending = staging_dir(folder)
+    stage = fresh_stage(pending)
+    (stage / "files").mkdir()
     try:
-        yield stage
-        new = {path.relative_to(stage) for path in stage.rglob("*") if path.is_file()}
-        folder.mkdir(exist_ok=True)
-        for old in folder.rglob("*"):  # renames and unlinks only from here: nothing that needs disk space
-            relative = old.relative_to(folder)
-            if old.is_file() and relative not in new and any(fnmatch.fnmatch(relative.as_posix(), p) for p in replaces):
-                old.unlink()
-        for relative in sorted(new):
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / relative, folder / relative)
+        yield stage / "files"
+        new = sorted(p.relative_to(stage / "files").as_posix() for p in (stage / "files").rglob("*") if p.is_file())
+        (stage / MANIFEST).write_text(json.dumps({"files": new, "replaces": list(replaces)}))
+        commit = stage.with_suffix(".commit")
+        os.replace(stage, commit)  # the new set is now committed: if this process dies, settle() moves it in
+        move_in(commit, folder)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        remove_empty(pending)
+
+
+def settle(folder: str | os.PathLike) -> None:
+    """Finish moving in the sets that killed processes committed for `folder`; drop their unfinished ones."""
+    folder = Path(folder)
+    pending = staging_dir(folder)
+    if not pending.is_dir():
+        return
+    for commit in sorted(pending.glob("*.commit"), key=lambda p: p.stat().st_mtime):
+        move_in(commit, folder)
+    for stage in pending.glob("*.tmp"):
+        host, _, pid = stage.name.rsplit(".", 2)[0].rpartition(".")  # <host>.<pid>.<random>.tmp
+        if host == socket.gethostname() and pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+    remove_empty(pending)
+
+
+def move_in(commit: Path, folder: Path) -> None:
+    """Move a committed set into `folder` as its manifest says; idempotent, so a killed move can be redone."""
+    manifest = json.loads((commit / MANIFEST).read_text())
+    new = set(manifest["files"])
+    folder.mkdir(exist_ok=True)
+    for old in list(folder.rglob("*")):  # renames and unlinks only from here: nothing that needs disk space
+        relative = old.relative_to(folder).as_posix()
+        if old.is_file() and relative not in new and any(fnmatch.fnmatch(relative, p) for p in manifest["replaces"]):
+            old.unlink(missing_ok=True)
+    for relative in manifest["files"]:
+        source = commit / "files" / relative
+        if source.exists():  # else moved in before the process was killed
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # another reader settling the same move
+                os.replace(source, folder / relative)
+    shutil.rmtree(commit, ignore_errors=True)
+
+
+def fresh_stage(pending: Path, attempts: int = 5) -> Path:
+    """A new folder <host>.<pid>.<random>.tmp in `pending`, which another job may be removing as it empties."""
+    prefix = f"{socket.gethostname()}.{os.getpid()}."
+    for _ in range(attempts):
+        pending.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=pending))
+    raise FileNotFoundError(f"{pending}: removed {attempts} times while a set was being staged there")
+
+
+def staging_dir(folder: Path) -> Path:
+    """Where the sets for `folder` are written before they move in: beside it, on the same filesystem."""
+    return folder.parent / STAGING / folder.name
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` of this machine is running."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
+
+
+def remove_empty(pending: Path) -> None:
+    """Remove `pending` and the .staging folder above it once they hold nothing."""
+    for path in (pending, pending.parent):
+        with contextlib.suppress(OSError):
+            path.rmdir()
 
 
 def umask() -> int:

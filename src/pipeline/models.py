@@ -10,7 +10,8 @@ import numpy as np
 from hydra.utils import instantiate
 from keras import layers, ops
 
-from pipeline.config import layer_specs, parameter_shapes
+from pipeline.config import initializer_specs, layer_specs, parameter_shapes
+from pipeline.engines import Progress
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -60,17 +61,18 @@ def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seeds: Sequen
     All initializers are created first, each copy's after set_random_seed(its seed), then called: their seeds are
     fixed at creation, and a TensorFlow op run after set_random_seed costs ~10 ms (it clears TensorFlow's caches).
     """
+    seeding = Progress(len(seeds), "initial weights: seeding", unit="copy")  # 1e6 copies take minutes
     created = []
-    for seed in seeds:
+    for done, seed in enumerate(seeds, 1):
         keras.utils.set_random_seed(int(seed))
-        mine = []  # kernel then bias initializer per layer, created in the order Dense creates them
-        for _ in layer_specs(model_cfg):
-            mine.append(keras.initializers.get(_plain(model_cfg["kernel_initializer"])))
-            if model_cfg.get("use_bias", True):
-                mine.append(keras.initializers.get(_plain(model_cfg["bias_initializer"])))
-        created.append(mine)
+        created.append([keras.initializers.get(_plain(spec)) for spec in initializer_specs(model_cfg)])
+        seeding.count(done, final=done == len(seeds))
     shapes = parameter_shapes(model_cfg, n_features)
-    return [[np.asarray(init(shape, dtype="float32")) for init, shape in zip(mine, shapes)] for mine in created]
+    drawing, weights = Progress(len(seeds), "initial weights: drawing", unit="copy"), []
+    for done, mine in enumerate(created, 1):
+        weights.append([np.asarray(init(shape, dtype="float32")) for init, shape in zip(mine, shapes)])
+        drawing.count(done, final=done == len(seeds))
+    return weights
 
 
 def make_loss(loss_cfg: Mapping[str, Any]) -> keras.losses.Loss:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, TypeGuard
 
+MAX_SEED = 2**32 - 1  # np.random.seed, scikit-learn's random_state and keras.utils.set_random_seed take 32-bit seeds
+
 
 def is_int(value: Any) -> TypeGuard[int]:
     """True for an int that is not a bool."""

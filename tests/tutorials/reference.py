@@ -32,8 +32,6 @@ def epoch_one(seeds: list[int]) -> list[tuple[int, float, float]]:
 def main() -> None:
     import pandas as pd
 
-    from pipeline import files
-
     seeds = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     out = Path(sys.argv[2] if len(sys.argv) > 2 else "reports/tutorial_circles.csv")
     workers = max(1, min(len(os.sched_getaffinity(0)), 8))
@@ -41,8 +39,9 @@ def main() -> None:
     with ProcessPoolExecutor(workers) as pool:
         rows = sorted(row for part in pool.map(epoch_one, parts) for row in part)
     table = pd.DataFrame(rows, columns=["seed", "accuracy_epoch_1", "loss_epoch_1"])
-    with files.atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    tmp = out.with_name(f".{out.name}.tmp")  # whole or absent; not pipeline.files, so that no change there reruns this
+    table.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    os.replace(tmp, out)
     print(f"wrote {out}: epoch-1 accuracy median {table['accuracy_epoch_1'].median():.3f} over {seeds} seeds")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.backprop import MLP, Cost, predicted_class
-from pipeline.config import initializer_name, layer_specs, parameter_shapes
+from pipeline.config import initializer_name, initializer_specs, layer_specs, parameter_shapes
 from pipeline.data import Dataset
 from pipeline.engines import History, Progress, Replicates, Schedule, Trained
 
@@ -32,11 +32,7 @@ def numpy_weights(model_cfg: dict[str, Any], n_features: int, seed: int) -> list
     `W = np.random.random((3, 5))` from numpy's: the same distribution, other numbers.
     """
     rng = np.random.RandomState(seed)  # the legacy global generator's algorithm: np.random.seed(S) + np.random.random
-    specs = []
-    for _ in layer_specs(model_cfg):
-        specs.append(model_cfg["kernel_initializer"])
-        if model_cfg.get("use_bias", True):
-            specs.append(model_cfg["bias_initializer"])
+    specs = initializer_specs(model_cfg)
     return [draw(rng, spec, shape) for spec, shape in zip(specs, parameter_shapes(model_cfg, n_features))]
 
 
