@@ -79,7 +79,8 @@ def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
     forced = any(o.is_force_add() and o.key_or_group not in options for o in parsed)
     known = existing_keys(parsed, conf_dir) if forced else set()  # `++key=1` sets an existing key, or adds one
     for override in parsed:
-        group, value = override.key_or_group, str(override.input_line).partition("=")[2]
+        group = override.key_or_group
+        value = str(override.input_line).partition("=")[2] if override.is_sweep_override() else override.value()
         new_key = group not in options and not group.startswith("hydra")
         if new_key and (override.is_add() or (override.is_force_add() and group not in known)):
             plus = "+" if override.is_add() else "++"
