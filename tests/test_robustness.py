@@ -249,11 +249,12 @@ def test_the_sqlite_store_is_checked_before_training(tmp_path):
 
 
 @pytest.mark.parametrize(("uri", "waits"), [("{db}?timeout=15", True), ("{db}", False)], ids=["ours", "sqlite3's 5 s"])
-def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path, uri, waits):
+def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path, monkeypatch, uri, waits):
     from mlflow.tracking import MlflowClient
 
     from pipeline.tracking_store import tracking_uri
 
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier in-process sweep may have exported one
     store = uri.format(db=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
     assert tracking_uri({"uri": None}, tmp_path) == store or not waits  # the URI every step of a run opens
     made = "from mlflow.tracking import MlflowClient as C; import sys; print(C(sys.argv[1]).create_run('0').info.run_id)"
