@@ -77,7 +77,7 @@ def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
     options = group_options(conf_dir)
     parsed = parse_overrides(command_line_overrides(args))
     forced = any(o.is_force_add() and o.key_or_group not in options for o in parsed)
-    known = existing_keys(parsed, conf_dir) if forced else set()  # `++key=1` sets an existing key, or adds one
+    known = existing_keys(parsed, options, conf_dir) if forced else set()  # `++key=1` sets an existing key, or adds one
     for override in parsed:
         group = override.key_or_group
         value = str(override.input_line).partition("=")[2] if override.is_sweep_override() else override.value()
@@ -96,7 +96,7 @@ def check_overrides(args: list[str], conf_dir: Path = CONF_DIR) -> None:
                 raise ConfigError(group, value, f"one of {', '.join(options[group])}")
 
 
-def existing_keys(parsed: list[Any], conf_dir: Path = CONF_DIR) -> set[str]:
+def existing_keys(parsed: list[Any], options: dict[str, list[str]], conf_dir: Path = CONF_DIR) -> set[str]:
     """The dotted keys of the config the overrides compose, without those that force-add (`++key=value`)."""
     others = []
     for override in parsed:
@@ -104,7 +104,7 @@ def existing_keys(parsed: list[Any], conf_dir: Path = CONF_DIR) -> set[str]:
             continue
         line = str(override.input_line)
         if override.is_sweep_override():  # a sweep's first value: composition takes no sweeps
-            first = next(iter(swept_strings(override, group_options(conf_dir))), None) if enumerable(override) else None
+            first = next(iter(swept_strings(override, options)), None) if enumerable(override) else None
             if first is None:
                 continue
             line = f"{override.get_key_element()}={first}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from pipeline import data, engines
+from pipeline import data, engines, files
 from pipeline.errors import ConfigError
 from pipeline.values import MAX_SEED, is_int, is_real
 
@@ -80,6 +81,13 @@ def initializer_name(spec: Any) -> str:
     """`glorot_uniform` for "glorot_uniform" or {class_name: GlorotUniform, ...}."""
     name = spec.get("class_name", "") if isinstance(spec, Mapping) else str(spec)
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def check_results_folder(results: str, folder: str | Path | None = None) -> None:
+    """ConfigError on paths.results if files cannot be created in `folder` (by default `results` itself)."""
+    problem = files.unwritable(folder or results)
+    if problem:
+        raise ConfigError("paths.results", results, f"a folder this user can write ({problem})")
 
 
 def check_training(cfg: Mapping[str, Any], n_features: int | None = None) -> None:

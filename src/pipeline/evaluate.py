@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from pipeline import config, data, files, nets, plots, tracking_store
 from pipeline.cli import hydra_app, resolved
 from pipeline.engines import Net
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import DataError
 
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
 
@@ -151,9 +151,7 @@ def check(cfg: DictConfig) -> None:
     files.settle(folder)
     if not any(path.is_file() for path in nets.model_files(folder)):
         raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
-    problem = files.unwritable(folder)
-    if problem:
-        raise ConfigError("paths.results", plain["paths"]["results"], f"a folder this user can write ({problem})")
+    config.check_results_folder(plain["paths"]["results"], folder)
     data.load_configured(plain)
     _read_json(folder / "metrics.json")  # what evaluate reads, checked before TensorFlow starts
     _read_history(folder / "history.csv")

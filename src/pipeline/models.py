@@ -62,10 +62,10 @@ def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seeds: Sequen
     fixed at creation, and a TensorFlow op run after set_random_seed costs ~10 ms (it clears TensorFlow's caches).
     """
     seeding = Progress(len(seeds), "initial weights: seeding", unit="copy")  # 1e6 copies take minutes
-    created = []
+    specs, created = initializer_specs(model_cfg), []
     for done, seed in enumerate(seeds, 1):
         keras.utils.set_random_seed(int(seed))
-        created.append([keras.initializers.get(_plain(spec)) for spec in initializer_specs(model_cfg)])
+        created.append([keras.initializers.get(_plain(spec)) for spec in specs])
         seeding.count(done, final=done == len(seeds))
     shapes = parameter_shapes(model_cfg, n_features)
     drawing, weights = Progress(len(seeds), "initial weights: drawing", unit="copy"), []

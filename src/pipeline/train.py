@@ -209,9 +209,7 @@ def check(cfg: DictConfig) -> data.Dataset:
     """Reject a bad config or data file before TensorFlow starts and anything is written; return the dataset."""
     plain = resolved(cfg)
     config.check_training(plain)
-    problem = files.unwritable(plain["paths"]["results"])
-    if problem:
-        raise ConfigError("paths.results", plain["paths"]["results"], f"a folder this user can write ({problem})")
+    config.check_results_folder(plain["paths"]["results"])
     if plain["tracking"]["enabled"]:
         tracking_store.check(plain["tracking"], plain["paths"]["root"])
     dataset = data.load_configured(plain)  # the file made with exactly these dataset values, or a ConfigError
