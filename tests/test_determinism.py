@@ -10,6 +10,8 @@ from pipeline.generate import generate
 
 EXPERIMENTS = "xor_relu16,xor_relu16x2,xor_relu32,xor_bias_sigmoid_sgd,xor_bias_numpy,circles_tanh4"
 
+pytestmark = pytest.mark.integration
+
 
 def weights(folder):
     if (folder / "model.npz").exists():
@@ -54,20 +56,17 @@ def assert_identical(first, second):
             np.testing.assert_array_equal(wa, wb)
 
 
-@pytest.mark.slow
 def test_every_named_experiment_is_bitwise_reproducible_across_processes(tmp_path):
     first, second = run_twice(tmp_path, "-m", f"experiment={EXPERIMENTS}")
     assert len(first) == 6
     assert_identical(first, second)
 
 
-@pytest.mark.slow
 def test_fit_engine_with_shuffled_minibatches_is_reproducible_across_processes(tmp_path):
     first, second = run_twice(tmp_path, "experiment=circles_tanh4", "trainer.engine=fit", "trainer.epochs=3")
     assert_identical(first, second)
 
 
-@pytest.mark.slow
 def test_one_tensorflow_thread_gives_the_same_numbers(tmp_path):
     # What a job of a parallel sweep gets (sweeps.ThreadsPerJob) must not change its results.
     first, second = run_twice(

@@ -61,7 +61,7 @@ def ran(result: subprocess.CompletedProcess) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", result.stdout))
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_dvc_repro_generates_every_dataset_then_has_nothing_to_do(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
@@ -88,7 +88,7 @@ def test_a_new_training_run_is_evaluated_into_its_own_mlflow_run():
     assert "results/${key}/run.json" in stages["train"]["do"]["outs"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_the_committed_lock_matches_the_committed_code_and_configs():
     # On a fresh clone only outputs are missing (built by `dvc repro`); a modified dependency or param means
     # someone changed code or config without rerunning `dvc repro` and committing dvc.lock.
@@ -133,7 +133,7 @@ def test_each_stage_depends_on_the_code_it_runs_and_not_the_rest(stage):
     assert "src/pipeline" not in code and not code & NOT_RUN_BY_STAGE.get(stage, set())
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_dvc_exp_run_changes_one_experiment_and_shows_it_with_its_metrics_and_learning_curves(tmp_path):
     pipeline_copy(tmp_path, ["xor_relu16", "xor_relu32"])
     first = dvc("repro", cwd=tmp_path)

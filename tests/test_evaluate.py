@@ -44,7 +44,7 @@ def test_bias_column_datasets_are_plotted_over_their_two_features(make_config, t
     assert grid.points.shape == (100, 3) and (grid.points[:, 2] == 1).all()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_evaluation_writes_metrics_and_pictures_and_logs_them_to_the_training_run(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg, out = trained(make_config, tmp_path, "experiment=xor_relu16", tracking=True)

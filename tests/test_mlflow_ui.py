@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import run_cli, serving
+from conftest import installed, run_cli, serving
+
+pytestmark = pytest.mark.system
 
 XOR = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]
 # The store under the test's root, whatever MLFLOW_TRACKING_URI the environment sets.
@@ -36,21 +38,20 @@ def tracked(tmp_path_factory) -> Path:
     return root
 
 
-def chromium() -> str:
-    """Debian's chromium (CI installs it); the test fails, not skips, without it."""
+@pytest.fixture(scope="module")
+def browser() -> str:
+    """Debian's chromium, looked for before `tracked` is built: skipped where it is missing, failed under CI."""
     path = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    assert path, "no chromium: apt-get install chromium (.ci/run does)"
-    return path
+    return installed(path, "the chromium browser", "apt-get install chromium")
 
 
-def rendered(url: str) -> str:
+def rendered(browser: str, url: str) -> str:
     """The page's DOM after its scripts ran, as headless Chromium renders it."""
-    command = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000", "--dump-dom", url]
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=30000", "--dump-dom", url]
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=True).stdout
 
 
-@pytest.mark.slow
-def test_mlflow_ui_opens_the_experiment_on_its_runs_and_shows_the_boundary(tracked):
+def test_mlflow_ui_opens_the_experiment_on_its_runs_and_shows_the_boundary(browser, tracked):
     client = MlflowClient(f"sqlite:///{tracked / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("xor_relu16")
     (run,) = client.search_runs([experiment.experiment_id])
@@ -59,15 +60,14 @@ def test_mlflow_ui_opens_the_experiment_on_its_runs_and_shows_the_boundary(track
     with serving(command, "/health", tracked, NO_URI) as url:
         # As the README's link: MLflow 3.17's UI shows an experiment's runs in its "Model training" view, which
         # this parameter selects (without it, a GenAI overview); the experiment's kind tag asks the same.
-        page = rendered(f"{url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning")
+        page = rendered(browser, f"{url}/#/experiments/{experiment.experiment_id}?workflowType=machine_learning")
         assert "Run Name" in page and f">{run.info.run_name}<" in page and "Token Usage" not in page
         assert "Training runs of" in page  # the experiment's description
         artifact = f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}/artifacts/plots/decision_boundary.png"
-        image = re.search(r'<img alt="plots/decision_boundary.png" src="([^"]+)"', rendered(artifact))
+        image = re.search(r'<img alt="plots/decision_boundary.png" src="([^"]+)"', rendered(browser, artifact))
         assert image and image.group(1).startswith("blob:")  # the picture, fetched from the artifact store
 
 
-@pytest.mark.slow
 def test_the_registered_model_serves_the_xor_table_over_rest(tracked):
     import keras
 

@@ -35,7 +35,6 @@ def standalone_and_replicated(cfg, copies: int):
     return standalone, [v.numpy() for v in stacked.variables], replicated
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("experiment, copies, bitwise", [("xor_relu16", 6, True), ("circles_tanh4", 4, False)])
 def test_copy_r_is_the_standalone_run_with_seed_plus_r(make_config, experiment, copies, bitwise):
     cfg = make_config(f"experiment={experiment}", "trainer.seed=3")
@@ -53,7 +52,6 @@ def test_copy_r_is_the_standalone_run_with_seed_plus_r(make_config, experiment, 
                 np.testing.assert_allclose(replicated.columns[name][:, r], values, rtol=1e-5, atol=0, err_msg=name)
 
 
-@pytest.mark.slow
 def test_numpy_engine_copies_match_standalone_numpy_runs(make_config):
     cfg = make_config("experiment=xor_bias_numpy", "trainer.epochs=300")
     standalone, _, replicated = standalone_and_replicated(cfg, 3)
@@ -82,7 +80,7 @@ def test_no_copy_converged_gives_no_quantiles():
     assert epoch.tolist() == [5, 5, 5]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_config):
     make_config("dataset=xor")
     uri = f"sqlite:///{tmp_path}/mlflow.db"  # an earlier in-process sweep may have exported another store
@@ -133,7 +131,7 @@ def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overr
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
     for dataset in ("xor", "xor_bias", "circles"):
         make_config(f"dataset={dataset}")
@@ -154,9 +152,13 @@ def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
         assert verdict in ("consistent", "optimistic", "contradicted") and 0 <= float(share.rstrip("%")) <= 100
 
 
-def test_unknown_claim_kind_is_a_one_line_error(tmp_path):
-    result = run_cli("claims", "claims.0.kind=luckiest", f"paths.root={tmp_path}", cwd=tmp_path)
-    assert result.returncode == 2 and result.stderr.strip() == (
+def test_unknown_claim_kind_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from pipeline import claims
+
+    monkeypatch.setattr(sys, "argv", ["pipeline.claims", "claims.0.kind=luckiest", f"paths.root={tmp_path}"])
+    with pytest.raises(SystemExit) as exit_info:
+        claims.main()
+    assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == (
         "error: claims.0.kind='luckiest' is not allowed: one of "
         + ", ".join(("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from"))
     )

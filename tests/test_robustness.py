@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -18,7 +19,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import compose_config
 from pipeline import evaluate, files, train
+from pipeline.generate import generate
 
 
 def snapshot(folder):
@@ -26,14 +29,25 @@ def snapshot(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+COMPLETE = ("experiment=xor_relu16", "trainer.epochs=50", "paths.results=${paths.root}/results")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory) -> Path:
+    """A root with the XOR data and a complete, evaluated results folder of xor_relu16 (seed 0, 50 epochs), made once."""
+    root = tmp_path_factory.mktemp("complete")
+    cfg = compose_config(root, *COMPLETE, "tracking.enabled=false")
+    generate(dict(cfg.dataset), cfg.paths.data)
+    train.train(cfg, out=root / "results" / "xor_relu16")
+    evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), root / "results" / "xor_relu16")
+    return root
+
+
 @pytest.fixture
-def complete(make_config, tmp_path):
-    """A complete, evaluated results folder of xor_relu16 (seed 0, 50 epochs) and its config."""
-    cfg = make_config("experiment=xor_relu16", "trainer.epochs=50", "paths.results=${paths.root}/results")
-    folder = tmp_path / "results" / "xor_relu16"
-    train.train(cfg, out=folder)
-    evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), folder)
-    return cfg, folder
+def complete(evaluated, make_config, tmp_path):
+    """A copy of `evaluated` in this test's folder: its results folder of xor_relu16 and its config."""
+    shutil.copytree(evaluated, tmp_path, dirs_exist_ok=True)
+    return make_config(*COMPLETE), tmp_path / "results" / "xor_relu16"
 
 
 def test_a_runs_files_and_folders_get_the_umasks_mode(make_config, tmp_path):
@@ -174,7 +188,7 @@ def running_run_id(db: Path, trainer, log: Path, timeout: float = 180) -> str:
     raise AssertionError("no run started: " + log.read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_run_whose_tracking_helper_is_killed_ends_failed_within_15_s(tmp_path, make_config):
     from mlflow import MlflowClient
 
@@ -237,7 +251,7 @@ def test_the_sqlite_store_is_checked_before_training(tmp_path):
     check_sqlite(db, wait=15)  # a brief lock: waits for it
     assert time.monotonic() - start >= 1.0
     holder.join()
-    holder = hold_lock(db, 3.0)
+    holder = hold_lock(db, 1.5)
     with pytest.raises(TrackingError, match=f"{db}: the MLflow store cannot be written \\(held by another process"):
         check_sqlite(db, wait=0.5)
     holder.join()
@@ -248,6 +262,7 @@ def test_the_sqlite_store_is_checked_before_training(tmp_path):
         check_sqlite(Path("/etc/hostname/mlflow.db"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("uri", "waits"), [("{db}?timeout=15", True), ("{db}", False)], ids=["ours", "sqlite3's 5 s"])
 def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path, monkeypatch, uri, waits):
     from mlflow.tracking import MlflowClient
@@ -272,6 +287,7 @@ def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path,
     holder.join()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("uri", "message"),
     [

@@ -4,15 +4,16 @@ a bad job fails the sweep before any job runs."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
-from conftest import hydra_on_conf, run_cli, run_sweep
+from conftest import hydra_on_conf, run_sweep
 
 EPOCHS = 150
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
     client, parent, children = run_sweep(
         tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.seed=range(8)", f"trainer.epochs={EPOCHS}"
@@ -27,7 +28,7 @@ def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
     assert parent.data.metrics["children"] == 8
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_optuna_search_of_20_trials_logs_the_best_params_to_the_parent(tmp_path):
     _, parent, children = run_sweep(tmp_path, "hparams_search=xor_optuna", "evaluate_multirun_jobs=false")
     assert len(children) == 20
@@ -83,7 +84,6 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
     assert os.environ.get("TF_NUM_INTRAOP_THREADS") == threads == os.environ.get("TF_NUM_INTEROP_THREADS")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
@@ -93,14 +93,21 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
         ("optimizer=adam,sgd optimizer.learning_rate=0.1,-1", "error: optimizer.learning_rate=-1 is not allowed"),
     ],
 )
-def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run(bad, message, tmp_path):
-    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
-    result = run_cli(
-        "train", "-m", "experiment=xor_relu16", "trainer.epochs=5", *bad.split(), "paths.root=.", "hydra.sweep.dir=sweep",
-        cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run(
+    bad, message, tmp_path, make_config, monkeypatch, capsys
+):
+    from pipeline import train
+
+    make_config("dataset=xor")  # data/xor.csv under tmp_path
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    argv = ["pipeline.train", "-m", "experiment=xor_relu16", "trainer.epochs=5", *bad.split(), "paths.root=."]
+    monkeypatch.setattr(sys, "argv", [*argv, "hydra.sweep.dir=sweep"])
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(message), err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "mlflow.db").exists()  # no job, no MLflow run
 
 

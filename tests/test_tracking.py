@@ -53,6 +53,7 @@ def test_uri_prefers_environment_then_config_then_sqlite_at_root(tmp_path, monke
     assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:6000"
 
 
+@pytest.mark.integration
 def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_STAGE", "train@xor_relu16")
@@ -110,6 +111,7 @@ def test_keras_model_is_saved_with_its_input_example_into_a_new_folder(tmp_path)
     )
 
 
+@pytest.mark.integration
 def test_numpy_engine_logs_its_weights_file_and_a_registered_pyfunc_model(make_config, tmp_path, monkeypatch):
     from pipeline.backprop import MLP
 
@@ -129,6 +131,7 @@ def test_numpy_engine_logs_its_weights_file_and_a_registered_pyfunc_model(make_c
     assert served.metadata.run_id == run.info.run_id and served.metadata.signature is not None
 
 
+@pytest.mark.integration
 def test_exception_ends_the_run_failed_with_the_message(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(DivergedError):
@@ -172,7 +175,7 @@ def training_under_way(root: Path) -> subprocess.Popen:
     return process
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, signum):
     process = training_under_way(tmp_path)
@@ -185,6 +188,7 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
     assert not list(tmp_path.glob("runs/**/model.keras")) and not list(tmp_path.glob("runs/**/.*tmp*"))
 
 
+@pytest.mark.integration
 def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = {"uri": None, "experiment_name": "broken"}
@@ -200,6 +204,7 @@ def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_pa
     assert run.data.metrics == {"x": 1.0}
 
 
+@pytest.mark.integration
 def test_a_run_ended_without_waiting_ends_once_settled_and_its_failure_fails_the_next_run(tmp_path, monkeypatch):
     """What a sequential sweep's jobs do: each job goes on while the helper logs its run."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -229,7 +234,7 @@ def test_a_run_ended_without_waiting_ends_once_settled_and_its_failure_fails_the
     tracking_process.raise_late_error()  # raised once
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
     """SIGKILL gives the trainer no chance to end its run; MLflow's helper process sees it go and ends it."""
     process = training_under_way(tmp_path)
@@ -244,7 +249,7 @@ def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
     assert "ended without ending its run" in run.data.tags["error"]
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
     client, parent, children = run_sweep(
         tmp_path,
@@ -267,7 +272,7 @@ def test_multirun_is_one_parent_with_children_and_a_summary(tmp_path):
     assert parent.data.metrics["best_train_loss"] == table["train_loss"].min()
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, tmp_path, monkeypatch):
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-artifacts", tmp_path) as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

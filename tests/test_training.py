@@ -108,7 +108,7 @@ def test_divergence_stops_with_the_epoch(make_config, tmp_path, engine):
     assert not (tmp_path / "out" / "model.keras").exists() and not (tmp_path / "out" / "model.npz").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration  # 1000 epochs of model.fit: 25-35 s, too long for the unit tier
 def test_compiled_and_fit_start_identical_and_agree_over_1000_full_batch_epochs(make_config):
     cfg = plain(make_config("experiment=xor_relu16"))
     dataset = data.load(data.csv_path(cfg))
@@ -124,7 +124,7 @@ def test_compiled_and_fit_start_identical_and_agree_over_1000_full_batch_epochs(
     assert compiled.convergence_epoch == fitted.convergence_epoch
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0
     result = run_cli(

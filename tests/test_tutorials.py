@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -35,17 +36,18 @@ def quiet_input_shape_warning():
         yield
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_xor_relu16_reaches_100_percent_at_the_tutorial_codes_epoch(make_config, seed):
-    tutorial = keras_xor.run(seed)
     history, initial = project_run(make_config, "experiment=xor_relu16", f"trainer.seed={seed}")  # compiled engine
+    assert history.convergence_epoch is not None
+    # The tutorial's model.fit (~25 ms an epoch) runs up to our epoch: its epochs are the same in a longer run.
+    tutorial = keras_xor.run(seed, epochs=history.convergence_epoch)
     for ours, theirs in zip(initial, tutorial["initial"], strict=True):
         np.testing.assert_array_equal(ours, theirs)
-    assert history.convergence_epoch == convergence_epoch(tutorial["history"]["binary_accuracy"])
+    accuracy = tutorial["history"]["binary_accuracy"]
+    assert accuracy[-1] >= 1.0 and convergence_epoch(accuracy) == history.convergence_epoch
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_circles_with_keras_fit_has_the_tutorial_codes_accuracy_every_epoch(make_config, seed):
     tutorial = keras_circles.run(seed)
@@ -86,17 +88,21 @@ def test_replicate_copies_start_where_standalone_seeded_runs_start(make_config):
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_a_dataset_value_other_than_the_files_is_a_one_line_error(tmp_path, make_config):
+def test_a_dataset_value_other_than_the_files_is_a_one_line_error(tmp_path, make_config, monkeypatch, capsys):
+    from pipeline import train
+
     make_config("dataset=circles_heldout")  # data/circles_heldout.csv made with test_fraction 0.2
-    result = run_cli(
-        "train", "experiment=circles_tanh4_heldout", "dataset.test_fraction=0", f"paths.root={tmp_path}", cwd=tmp_path
-    )
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert result.stderr.startswith("error: dataset.test_fraction=0 is not allowed: 0.2, the value ")
+    argv = ["pipeline.train", "experiment=circles_tanh4_heldout", "dataset.test_fraction=0", f"paths.root={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: dataset.test_fraction=0 is not allowed: 0.2, the value ")
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_circles_tanh4_with_test_fraction_0_trains_on_all_1000_points(tmp_path, make_config):
     make_config("dataset=circles")
     uri = f"sqlite:///{tmp_path}/mlflow.db"

@@ -6,7 +6,7 @@ from keras.layers import Dense
 from keras.models import Sequential
 
 
-def run(SEED: int) -> dict:
+def run(SEED: int, epochs: int = 1000) -> dict:
     keras.utils.set_random_seed(SEED)
 
     # the four input combinations of XOR, and their outputs
@@ -19,7 +19,7 @@ def run(SEED: int) -> dict:
     initial = model.get_weights()
 
     model.compile(loss="mean_squared_error", optimizer="adam", metrics=["binary_accuracy"])
-    history = model.fit(training_data, target_data, epochs=1000, verbose=0)  # verbose=2 prints every epoch
+    history = model.fit(training_data, target_data, epochs=epochs, verbose=0)  # verbose=2 prints every epoch
 
     print(model.predict(training_data, verbose=0).round())
     return {"initial": initial, "history": history.history}
