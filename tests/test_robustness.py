@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from conftest import compose_config, generated_copy
 from pipeline import evaluate, files, train
-from pipeline.generate import generate
 
 
 def snapshot(folder):
@@ -33,11 +32,11 @@ COMPLETE = ("experiment=xor_relu16", "trainer.epochs=50", "paths.results=${paths
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory) -> Path:
+def evaluated(tmp_path_factory, generated) -> Path:
     """A root with the XOR data and a complete, evaluated results folder of xor_relu16 (seed 0, 50 epochs), made once."""
     root = tmp_path_factory.mktemp("complete")
     cfg = compose_config(root, *COMPLETE, "tracking.enabled=false")
-    generate(dict(cfg.dataset), cfg.paths.data)
+    generated_copy(dict(cfg.dataset), cfg.paths.data, generated)
     train.train(cfg, out=root / "results" / "xor_relu16")
     evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), root / "results" / "xor_relu16")
     return root
