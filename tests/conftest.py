@@ -103,6 +103,20 @@ def make_config(tmp_path, generated):
     return make
 
 
+@pytest.fixture
+def refused(monkeypatch, capsys):
+    """Call a command's `main()` in this process with `args` as its command line, expecting it to exit (the
+    SystemExit is asserted); return (exit status, stderr)."""
+
+    def run(main, *args: str) -> tuple[int | str | None, str]:
+        monkeypatch.setattr(sys, "argv", ["pipeline", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        return exit_info.value.code, capsys.readouterr().err
+
+    return run
+
+
 def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
     """Run `python -m pipeline.<module> args` in `cwd` with `env` added (None removes a variable)."""
     merged = {**os.environ, **(env or {})}

@@ -124,13 +124,11 @@ def test_unknown_generator_name_lists_the_allowed(tmp_path):
         (["dataset=circles", "dataset.n_samples=10000000000"], "dataset.n_samples"),  # ~1.8 TiB: the memory estimate
     ],
 )
-def test_generate_cli_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, key, monkeypatch, capsys):
+def test_generate_cli_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, key, monkeypatch, refused):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["pipeline.generate", *args, "paths.root=."])
-    with pytest.raises(SystemExit) as exit_info:
-        generate_main()
-    assert exit_info.value.code not in (0, None)
-    lines = capsys.readouterr().err.strip().splitlines()
+    code, err = refused(generate_main, *args, "paths.root=.")
+    assert code not in (0, None)
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {key}="), lines
     assert files_under(tmp_path) == set()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import keras
 import numpy as np
@@ -75,16 +74,14 @@ def test_missing_or_corrupt_model_names_the_file(tmp_path):
     assert str(tmp_path / "model.keras") in str(error.value) and "\n" not in str(error.value)
 
 
-def test_evaluate_cli_without_a_model_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+def test_evaluate_cli_without_a_model_is_one_line_and_writes_nothing(tmp_path, monkeypatch, refused):
     from conftest import files_under
     from pipeline import evaluate
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["pipeline.evaluate", "experiment=xor_relu16", "paths.root=."])
-    with pytest.raises(SystemExit) as exit_info:
-        evaluate.main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    code, stderr = refused(evaluate.main, "experiment=xor_relu16", "paths.root=.")
+    assert code == 2
+    err = stderr.strip().splitlines()
     assert len(err) == 1 and "runs/xor_relu16/model.keras" in err[0]
     assert files_under(tmp_path) == set()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -118,15 +117,13 @@ def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_confi
         (["trainer.replicates=4", "trainer.engine=fit"], "trainer.replicates"),
     ],
 )
-def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overrides, key, monkeypatch, capsys):
+def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overrides, key, refused):
     from pipeline import train
 
     make_config("dataset=xor")
-    monkeypatch.setattr(sys, "argv", ["pipeline.train", "experiment=xor_relu16", *overrides, f"paths.root={tmp_path}"])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    error = capsys.readouterr().err.strip()
-    assert exit_info.value.code == 2 and error.startswith(f"error: {key}=")
+    code, error = refused(train.main, "experiment=xor_relu16", *overrides, f"paths.root={tmp_path}")
+    error = error.strip()
+    assert code == 2 and error.startswith(f"error: {key}=")
     assert len(error.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
 
@@ -152,13 +149,11 @@ def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
         assert verdict in ("consistent", "optimistic", "contradicted") and 0 <= float(share.rstrip("%")) <= 100
 
 
-def test_unknown_claim_kind_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+def test_unknown_claim_kind_is_a_one_line_error(tmp_path, refused):
     from pipeline import claims
 
-    monkeypatch.setattr(sys, "argv", ["pipeline.claims", "claims.0.kind=luckiest", f"paths.root={tmp_path}"])
-    with pytest.raises(SystemExit) as exit_info:
-        claims.main()
-    assert exit_info.value.code == 2 and capsys.readouterr().err.strip() == (
+    code, err = refused(claims.main, "claims.0.kind=luckiest", f"paths.root={tmp_path}")
+    assert code == 2 and err.strip() == (
         "error: claims.0.kind='luckiest' is not allowed: one of "
         + ", ".join(("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from"))
     )

@@ -143,30 +143,26 @@ def test_an_evaluation_that_fails_mid_way_keeps_the_previous_evaluation(complete
     ],
     ids=["metrics.json missing", "snapshots.npz corrupt", "run.json corrupt", "history.csv empty"],
 )
-def test_evaluate_refuses_damaged_inputs_in_one_line_and_writes_nothing(complete, monkeypatch, capsys, damage, message):
+def test_evaluate_refuses_damaged_inputs_in_one_line_and_writes_nothing(complete, monkeypatch, damage, message, refused):
     cfg, folder = complete
     damage(folder)
     before = snapshot(folder.parent.parent)
     monkeypatch.chdir(folder.parent.parent)
-    argv = ["pipeline.evaluate", "experiment=xor_relu16", "paths.root=.", "paths.results=results", "tracking.enabled=false"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        evaluate.main()
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(lines) == 1 and message in lines[0], lines
+    args = ["experiment=xor_relu16", "paths.root=.", "paths.results=results", "tracking.enabled=false"]
+    code, err = refused(evaluate.main, *args)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
     assert snapshot(folder.parent.parent) == before
 
 
-def test_single_class_training_data_is_refused(tmp_path, monkeypatch, capsys):
+def test_single_class_training_data_is_refused(tmp_path, monkeypatch, refused):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "xor.csv").write_text("x1,x2,label,split\n0,0,1,train\n1,1,1,train\n")
     (tmp_path / "data" / "xor.json").write_text('{"generated_with": {"name": "xor", "test_fraction": 0.0}}')
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["pipeline.train", "experiment=xor_relu16", "paths.root=.", "tracking.enabled=false"])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 2 and len(lines) == 1 and "both 0 and 1" in lines[0]
+    code, err = refused(train.main, "experiment=xor_relu16", "paths.root=.", "tracking.enabled=false")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "both 0 and 1" in lines[0]
     assert not (tmp_path / "runs").exists()
 
 

@@ -4,7 +4,6 @@ a bad job fails the sweep before any job runs."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
@@ -94,19 +93,16 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
     ],
 )
 def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run(
-    bad, message, tmp_path, make_config, monkeypatch, capsys
+    bad, message, tmp_path, make_config, monkeypatch, refused
 ):
     from pipeline import train
 
     make_config("dataset=xor")  # data/xor.csv under tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    argv = ["pipeline.train", "-m", "experiment=xor_relu16", "trainer.epochs=5", *bad.split(), "paths.root=."]
-    monkeypatch.setattr(sys, "argv", [*argv, "hydra.sweep.dir=sweep"])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and err.startswith(message), err
+    args = ["-m", "experiment=xor_relu16", "trainer.epochs=5", *bad.split(), "paths.root=.", "hydra.sweep.dir=sweep"]
+    code, err = refused(train.main, *args)
+    assert code == 2 and err.startswith(message), err
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "mlflow.db").exists()  # no job, no MLflow run
 

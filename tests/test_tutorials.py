@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 
 import numpy as np
@@ -88,16 +87,12 @@ def test_replicate_copies_start_where_standalone_seeded_runs_start(make_config):
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_a_dataset_value_other_than_the_files_is_a_one_line_error(tmp_path, make_config, monkeypatch, capsys):
+def test_a_dataset_value_other_than_the_files_is_a_one_line_error(tmp_path, make_config, refused):
     from pipeline import train
 
     make_config("dataset=circles_heldout")  # data/circles_heldout.csv made with test_fraction 0.2
-    argv = ["pipeline.train", "experiment=circles_tanh4_heldout", "dataset.test_fraction=0", f"paths.root={tmp_path}"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    code, err = refused(train.main, "experiment=circles_tanh4_heldout", "dataset.test_fraction=0", f"paths.root={tmp_path}")
+    assert code == 2 and len(err.strip().splitlines()) == 1
     assert err.startswith("error: dataset.test_fraction=0 is not allowed: 0.2, the value ")
     assert not (tmp_path / "runs").exists()
 

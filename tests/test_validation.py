@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 
 import pytest
 
@@ -101,24 +100,20 @@ def test_there_are_at_least_30_cases():
 
 
 @pytest.mark.parametrize(("overrides", "key"), CASES, ids=[" ".join(o) for o, _ in CASES])
-def test_bad_train_input(workdir, monkeypatch, capsys, overrides, key):
+def test_bad_train_input(workdir, overrides, key, refused):
     before = files_under(workdir)
-    monkeypatch.setattr(sys, "argv", ["pipeline.train", "paths.root=.", *overrides])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    assert exit_info.value.code not in (0, None)
-    lines = capsys.readouterr().err.strip().splitlines()
+    code, err = refused(train.main, "paths.root=.", *overrides)
+    assert code not in (0, None)
+    lines = err.strip().splitlines()
     assert len(lines) == 1, lines
     assert lines[0].startswith("error: ") and key in lines[0]
     assert files_under(workdir) == before  # no output, no Hydra folder, no MLflow store or run
 
 
-def test_missing_data_file_names_the_file(workdir, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["pipeline.train", "paths.root=.", "dataset=xor_bias"])
-    with pytest.raises(SystemExit) as exit_info:
-        train.main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
+def test_missing_data_file_names_the_file(workdir, refused):
+    code, err = refused(train.main, "paths.root=.", "dataset=xor_bias")
+    assert code == 2
+    err = err.strip()
     assert len(err.splitlines()) == 1 and "data/xor_bias.csv" in err and "no such data file" in err
 
 
