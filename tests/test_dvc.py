@@ -19,14 +19,31 @@ from conftest import ROOT, import_graph
 DATASETS = ["xor", "xor_bias", "circles", "moons", "spiral", "gauss", "xor_noisy"]
 
 
-def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def dvc_env(cwd: Path) -> dict[str, str]:
     # The stages' `python` is this environment's; PYTHONPATH: they import the copy's package and read its conf/,
     # not the installed checkout's.
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | {
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": str(cwd / "src"),
     }
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, capture_output=True, text=True, timeout=900, env=env)
+
+
+def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "dvc", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900, env=dvc_env(cwd))
+
+
+def tracked_names(root: Path, experiment: str) -> list[str]:
+    """The MLflow run names of `experiment` in the store under `root`, oldest first; its registered versions are
+    checked to carry their run's final metrics."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time"])
+    for version in client.search_model_versions(f"name = '{experiment}'"):
+        run = client.get_run(version.run_id)
+        assert float(version.tags["final_train_loss"]) == run.data.metrics["final_train_loss"]
+    return [run.info.run_name for run in found]
 
 
 def pipeline_copy(root: Path, experiments: list[str]) -> None:
@@ -143,8 +160,13 @@ def test_dvc_exp_run_changes_one_experiment_and_shows_it_with_its_metrics_and_le
     preset = tmp_path / "conf" / "experiment" / "xor_relu16.yaml"
     before = preset.read_text()
 
-    run = dvc("exp", "run", "-S", "conf/experiment/xor_relu16.yaml:optimizer.learning_rate=0.02", cwd=tmp_path)
+    shell_env = dvc_env(tmp_path)
+    shell = [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16", "trainer.epochs=300", "paths.root=."]
+    assert subprocess.run(shell, cwd=tmp_path, env=shell_env, capture_output=True).returncode == 0
+    run = dvc("exp", "run", "-n", "faster", "-S", "conf/experiment/xor_relu16.yaml:optimizer.learning_rate=0.02", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
+    names = tracked_names(tmp_path, "xor_relu16")  # the preset's run, a shell run, an experiment's: told apart
+    assert names == ["xor_relu16", "xor_relu16 trainer.epochs=300", "xor_relu16 (dvc exp faster) optimizer.learning_rate=0.02"]
     assert ran(run) == {"train@xor_relu16", "evaluate@xor_relu16"}  # not xor_relu32, not the data
     changed = [line for line in preset.read_text().splitlines() if line not in before.splitlines()]
     assert changed == ["  learning_rate: 0.02"]  # DVC rewrote the one value, the file's layout kept

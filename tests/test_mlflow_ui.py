@@ -26,12 +26,15 @@ NO_URI = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory) -> Path:
-    """A root where xor_relu16 was generated, trained (registered as model xor_relu16) and evaluated, as DVC does."""
+    """A root where xor_relu16 was generated, trained (registered as model xor_relu16) and evaluated, as DVC does,
+    and xor_bias_numpy trained (registered as xor_bias_numpy)."""
     root = tmp_path_factory.mktemp("tracked")
     for module, *args in (
         ("generate", "dataset=xor"),
         ("train", "experiment=xor_relu16", "tracking.registered_model=xor_relu16"),
         ("evaluate", "experiment=xor_relu16"),
+        ("generate", "dataset=xor_bias"),
+        ("train", "experiment=xor_bias_numpy", "tracking.registered_model=xor_bias_numpy"),
     ):
         result = run_cli(module, *args, "paths.root=.", cwd=root, env={"MLFLOW_TRACKING_URI": None}, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -68,19 +71,33 @@ def test_mlflow_ui_opens_the_experiment_on_its_runs_and_shows_the_boundary(brows
         assert image and image.group(1).startswith("blob:")  # the picture, fetched from the artifact store
 
 
-def test_the_registered_model_serves_the_xor_table_over_rest(tracked):
-    import keras
-
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/xor_relu16/1", "--env-manager", "local"]
+def served(tracked: Path, model: str, rows: list[list[float]]) -> np.ndarray:
+    """The predictions of registered model `model` (version 1) for `rows`, from `mlflow models serve` over REST."""
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{model}/1", "--env-manager", "local"]
     command += ["--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
     env = NO_URI | {"MLFLOW_TRACKING_URI": f"sqlite:///{tracked / 'mlflow.db'}"}
     with serving(command, "/ping", tracked, env) as url:
         request = urllib.request.Request(
             f"{url}/invocations",
-            data=json.dumps({"inputs": XOR}).encode(),
+            data=json.dumps({"inputs": rows}).encode(),
             headers={"Content-Type": "application/json"},
         )
-        predictions = np.ravel(json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"])
+        return np.ravel(json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"])
+
+
+def test_the_registered_keras_model_serves_the_xor_table_over_rest(tracked):
+    import keras
+
+    predictions = served(tracked, "xor_relu16", XOR)
     assert np.round(predictions).tolist() == [0, 1, 1, 0]
     model = keras.saving.load_model(tracked / "runs" / "xor_relu16" / "model.keras")
     np.testing.assert_allclose(predictions, np.ravel(model.predict(np.array(XOR, np.float32), verbose=0)), rtol=1e-6)
+
+
+def test_the_registered_numpy_model_serves_through_pyfunc_over_rest(tracked):
+    from pipeline.backprop import MLP
+
+    rows = [[*row, 1.0] for row in XOR]  # xor_bias: a constant third input
+    predictions = served(tracked, "xor_bias_numpy", rows)
+    expected = MLP.load(tracked / "runs" / "xor_bias_numpy" / "model.npz").probabilities(np.array(rows))
+    np.testing.assert_allclose(predictions, np.ravel(expected), rtol=1e-12)

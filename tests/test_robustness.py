@@ -6,7 +6,6 @@ import contextlib
 import errno
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -166,56 +165,6 @@ def test_single_class_training_data_is_refused(tmp_path, monkeypatch, refused):
     assert not (tmp_path / "runs").exists()
 
 
-def running_run_id(db: Path, trainer, log: Path, timeout: float = 180) -> str:
-    """The id of the run the trainer's helper opened in the SQLite store `db`, once RUNNING there.
-
-    Read with sqlite3, read-only: an MLflow client here would create the store's tables while the helper does.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert trainer.poll() is None, log.read_text()
-        with contextlib.suppress(sqlite3.Error):  # no store, or no tables yet
-            with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as store:
-                found = store.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'").fetchall()
-            if found:
-                return found[0][0]
-        time.sleep(0.5)
-    raise AssertionError("no run started: " + log.read_text())
-
-
-@pytest.mark.integration
-def test_a_run_whose_tracking_helper_is_killed_ends_failed_within_15_s(tmp_path, make_config):
-    from mlflow import MlflowClient
-
-    make_config("dataset=xor")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = ["experiment=xor_relu16", "trainer.epochs=10000000", f"paths.root={tmp_path}", "tracking.enabled=true"]
-    log = tmp_path / "stderr.log"
-    with open(log, "w") as stderr:
-        trainer = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.train", *args],
-            cwd=tmp_path,
-            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        run_id = running_run_id(tmp_path / "mlflow.db", trainer, log)
-        client = MlflowClient(uri)
-        run = client.get_run(run_id)
-        os.kill(int(run.data.tags["tracking_helper"].rsplit(":", 1)[1]), signal.SIGKILL)
-        deadline = time.monotonic() + 15
-        while client.get_run(run.info.run_id).info.status == "RUNNING" and time.monotonic() < deadline:
-            time.sleep(0.25)
-        ended = client.get_run(run.info.run_id)
-        assert ended.info.status == "FAILED" and "tracking helper process died" in ended.data.tags["error"]
-        assert trainer.poll() is None  # the trainer went on; its run could not log, so its results never land
-    finally:
-        trainer.send_signal(signal.SIGTERM)
-        trainer.wait(60)
-    assert not (tmp_path / "runs" / "xor_relu16").exists()
-
-
 def hold_lock(db: Path, seconds: float) -> threading.Thread:
     """A thread holding SQLite's exclusive lock on `db` for `seconds`, as another writer would."""
     locked = threading.Event()
@@ -235,7 +184,7 @@ def hold_lock(db: Path, seconds: float) -> threading.Thread:
 
 def test_the_sqlite_store_is_checked_before_training(tmp_path):
     from pipeline.errors import TrackingError
-    from pipeline.tracking_store import check_sqlite
+    from pipeline.tracking.store import check_sqlite
 
     db = tmp_path / "mlflow.db"
     check_sqlite(db)  # not there yet: it will be created
@@ -262,7 +211,7 @@ def test_the_sqlite_store_is_checked_before_training(tmp_path):
 def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path, monkeypatch, uri, waits):
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking_store import tracking_uri
+    from pipeline.tracking.store import tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # an earlier in-process sweep may have exported one
     store = uri.format(db=f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
@@ -271,7 +220,7 @@ def test_a_store_locked_for_8_s_while_a_process_opens_it_is_waited_out(tmp_path,
     run_id = subprocess.run([sys.executable, "-c", made, store], capture_output=True, text=True, check=True).stdout.strip()
     holder = hold_lock(tmp_path / "mlflow.db", 8.0)
     start = time.monotonic()
-    if waits:  # e.g. evaluate's client, or the tracking helper, opening the store while another process writes
+    if waits:  # e.g. evaluate's client opening the store while another process writes
         client = MlflowClient(store)
         client.log_metric(run_id, "loss", 0.5)
         client.set_terminated(run_id)
@@ -305,7 +254,7 @@ def test_a_server_that_is_not_mlflow_is_named(tmp_path):
     import http.server
 
     from pipeline.errors import TrackingError
-    from pipeline.tracking_store import check_server
+    from pipeline.tracking.store import check_server
 
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)  # 404 for /health
     thread = threading.Thread(target=server.serve_forever, daemon=True)

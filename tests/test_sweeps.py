@@ -19,7 +19,7 @@ def test_eight_joblib_jobs_on_two_workers_all_finish_under_one_parent(tmp_path):
     )
     assert len(children) == 8 and {c.info.status for c in children} == {"FINISHED"}
     assert sorted(int(c.data.params["trainer.seed"]) for c in children) == list(range(8))
-    assert sorted(c.info.run_name for c in children)[0] == "xor_relu16[trainer.epochs=150,trainer.seed=0]"
+    assert sorted(c.info.run_name for c in children)[0] == "xor_relu16 trainer.seed=0 trainer.epochs=150"
     for child in children:  # no metric lost: every epoch of every series, and the finals
         for key in ("epoch_loss", "epoch_accuracy"):
             assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == list(range(1, EPOCHS + 1))

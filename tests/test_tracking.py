@@ -16,8 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import mlflow_server, run_cli, run_sweep
-from pipeline import tracking, tracking_process
-from pipeline.errors import DivergedError
+from pipeline.errors import DivergedError, TrackingError
+from pipeline.tracking import runs
+from pipeline.tracking.store import tracking_uri
 from pipeline.train import train
 
 XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
@@ -40,20 +41,19 @@ def model_id(client: MlflowClient, run) -> str:
 
 
 def test_flatten_indexes_lists_and_dots_keys():
-    flat = tracking.flatten({"model": {"hidden": [{"units": 16, "activation": "relu"}]}, "metrics": ["a"], "x": None})
+    flat = runs.flatten({"model": {"hidden": [{"units": 16, "activation": "relu"}]}, "metrics": ["a"], "x": None})
     assert flat == {"model.hidden.0.units": "16", "model.hidden.0.activation": "relu", "metrics.0": "a", "x": "None"}
 
 
 def test_uri_prefers_environment_then_config_then_sqlite_at_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.tracking_uri({"uri": None}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db?timeout=15"
-    assert tracking.tracking_uri({"uri": "sqlite:///a.db?timeout=2"}, tmp_path) == "sqlite:///a.db?timeout=2"
-    assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:5000"
+    assert tracking_uri({"uri": None}, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db?timeout=15"
+    assert tracking_uri({"uri": "sqlite:///a.db?timeout=2"}, tmp_path) == "sqlite:///a.db?timeout=2"
+    assert tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:6000")
-    assert tracking.tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:6000"
+    assert tracking_uri({"uri": "http://127.0.0.1:5000"}, tmp_path) == "http://127.0.0.1:6000"
 
 
-@pytest.mark.integration
 def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_STAGE", "train@xor_relu16")
@@ -63,6 +63,7 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
     client = store(tmp_path)
     run = only_run(client, "xor_relu16")
     assert run.info.status == "FINISHED" and run.info.run_name == "xor_relu16"
+    assert run.data.tags["mlflow.source.name"].endswith("train.py")  # the stage, as the UI's Source column shows
     params = run.data.params
     assert params["model.hidden.0.units"] == "16" and params["model.hidden.0.activation"] == "relu"
     assert params["optimizer._target_"] == "keras.optimizers.Adam" and params["trainer.epochs"] == "1000"
@@ -74,14 +75,15 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
     assert run.data.metrics["final_convergence_epoch"] == metrics["convergence_epoch"]
     assert not [k for k in run.data.metrics if "test" in k]  # XOR has no test split
     experiment = client.get_experiment_by_name("xor_relu16")
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert experiment.tags["mlflow.note.content"].startswith("Training runs of `xor_relu16`")
+    assert experiment.tags["mlflow.note.content"].startswith("Training runs of xor_relu16;")  # plain text
     (model,) = client.search_logged_models([experiment.experiment_id])
     assert model.name == "xor_relu16" and model.source_run_id == run.info.run_id
     assert {m.key: m.value for m in model.metrics}["final_train_accuracy"] == 1.0
     assert {m.dataset_name for m in model.metrics} == {"xor"}
     (version,) = client.search_model_versions("name = 'xor_relu16'")
     assert version.run_id == run.info.run_id and int(version.version) == 1
+    assert float(version.tags["final_train_accuracy"]) == 1.0 and version.tags["config_digest"] == run.data.tags["config_digest"]
+    assert version.description.startswith("xor_relu16: final_train_loss ") and run.info.run_id in version.description
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "results"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "results")} >= {"results/history.csv"}
@@ -90,39 +92,29 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
     model_uri = "models:/xor_relu16/1"
     loaded = mlflow.keras.load_model(model_uri)
     assert np.round(loaded.predict(XOR, verbose=0)).ravel().tolist() == [0, 1, 1, 0]
-    info = mlflow.models.get_model_info(model_uri)
-    assert info.signature is not None and info.saved_input_example_info is not None
+    assert mlflow.models.get_model_info(model_uri).signature is not None
     assert (tmp_path / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
 
 
-def test_keras_model_is_saved_with_its_input_example_into_a_new_folder(tmp_path):
-    import keras
+def test_numpy_engine_logs_a_registered_pyfunc_model_as_code_without_pickling(make_config, tmp_path, monkeypatch, capfd):
+    import warnings
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
-    with pytest.raises(FileNotFoundError):  # MLflow 3.17 writes the example before it makes the folder
-        mlflow.keras.save_model(model, str(tmp_path / "plain"), input_example=XOR, pip_requirements=["keras"])
-    tracking.save_keras_model(
-        str(tmp_path / "ours"), model=model, input_example=XOR, pip_requirements=["keras"], validate_serving_input=False
-    )
-    assert mlflow.models.get_model_info(str(tmp_path / "ours")).saved_input_example_info is not None
-    np.testing.assert_array_equal(
-        mlflow.keras.load_model(str(tmp_path / "ours")).predict(XOR, verbose=0), model.predict(XOR, verbose=0)
-    )
-
-
-@pytest.mark.integration
-def test_numpy_engine_logs_its_weights_file_and_a_registered_pyfunc_model(make_config, tmp_path, monkeypatch):
     from pipeline.backprop import MLP
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = make_config("experiment=xor_bias_numpy", "trainer.epochs=10", "tracking.registered_model=xor_bias_numpy", tracking=True)
-    train(cfg, out=tmp_path / "out")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cfg, out=tmp_path / "out")
+    assert not [w for w in caught if "pickle" in str(w.message).lower()]
+    printed = capfd.readouterr().err
+    assert "Downloading artifacts" not in printed and "WARNING" not in printed  # what `dvc repro` shows
     client = store(tmp_path)
     run = only_run(client, "xor_bias_numpy")
-    local = client.download_artifacts(run.info.run_id, "model/model.npz", str(tmp_path / "download"))
-    assert MLP.load(local).activations == ["sigmoid", "sigmoid"]
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    folder = Path(mlflow.artifacts.download_artifacts("models:/xor_bias_numpy/1", dst_path=str(tmp_path / "model")))
+    assert (folder / "numpy_model.py").is_file() and not list(folder.rglob("*.pkl"))  # code, not a pickle
+    assert MLP.load(next(folder.rglob("model.npz"))).activations == ["sigmoid", "sigmoid"]
     served = mlflow.pyfunc.load_model("models:/xor_bias_numpy/1")
     x = np.hstack([XOR, np.ones((4, 1))]).astype(np.float64)
     trained = MLP.load(tmp_path / "out" / "model.npz")
@@ -131,7 +123,6 @@ def test_numpy_engine_logs_its_weights_file_and_a_registered_pyfunc_model(make_c
     assert served.metadata.run_id == run.info.run_id and served.metadata.signature is not None
 
 
-@pytest.mark.integration
 def test_exception_ends_the_run_failed_with_the_message(make_config, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(DivergedError):
@@ -188,55 +179,24 @@ def test_interrupted_training_subprocess_ends_killed_without_a_model(tmp_path, s
     assert not list(tmp_path.glob("runs/**/model.keras")) and not list(tmp_path.glob("runs/**/.*tmp*"))
 
 
-@pytest.mark.integration
-def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(tmp_path, monkeypatch):
+def test_a_failed_tracking_call_is_one_error_line_and_ends_the_run_failed(make_config, tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    def refuse(*args, **kwargs):
+        raise MlflowException("the store refused\nsecond line")
+
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = {"uri": None, "experiment_name": "broken"}
-    with (
-        pytest.raises(tracking_process.TrackingError, match=r"^tracking: log_artifact: .*missing\.csv"),
-        tracking_process.start(cfg, str(tmp_path), "r", {}) as run,
-    ):
-        run.log_metrics({"x": 1.0})
-        run.log_artifact(tmp_path / "missing.csv")
-        run.log_metrics({"y": 2.0})  # skipped: the run has already failed
-    run = only_run(store(tmp_path), "broken")
-    assert run.info.status == "FAILED" and "missing.csv" in run.data.tags["error"]
-    assert run.data.metrics == {"x": 1.0}
-
-
-@pytest.mark.integration
-def test_a_run_ended_without_waiting_ends_once_settled_and_its_failure_fails_the_next_run(tmp_path, monkeypatch):
-    """What a sequential sweep's jobs do: each job goes on while the helper logs its run."""
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = {"uri": None, "experiment_name": "later"}
-    with tracking_process.start(cfg, str(tmp_path), "first", {}, wait_at_end=False) as run:
-        run.log_series({"loss": [0.5, 0.25]})
-    tracking_process.settle()
-    first = only_run(store(tmp_path), "later")
-    assert first.info.status == "FINISHED" and first.data.metrics == {"loss": 0.25}
-
-    with tracking_process.start(cfg, str(tmp_path), "broken", {}, wait_at_end=False) as run:
-        run.log_artifact(tmp_path / "missing.csv")  # no error yet: the job did not wait
-    with (
-        pytest.raises(tracking_process.TrackingError, match=r"^tracking: run broken: log_artifact: .*missing\.csv"),
-        tracking_process.start(cfg, str(tmp_path), "next", {}) as run,
-    ):
-        run.log_metrics({"x": 1.0})
-        assert run.run_id  # the first wait for the helper
-    runs = {r.info.run_name: r for r in store(tmp_path).search_runs([first.info.experiment_id])}
-    assert runs["broken"].info.status == "FAILED" and "missing.csv" in runs["broken"].data.tags["error"]
-    assert runs["next"].info.status == "FAILED" and "run broken" in runs["next"].data.tags["error"]
-
-    with tracking_process.start(cfg, str(tmp_path), "last", {}, wait_at_end=False) as run:
-        run.log_artifact(tmp_path / "missing.csv")
-    with pytest.raises(tracking_process.TrackingError, match=r"^tracking: run last: log_artifact"):
-        tracking_process.raise_late_error()  # what the command does when its sweep is over
-    tracking_process.raise_late_error()  # raised once
+    monkeypatch.setattr(mlflow, "log_input", refuse)
+    with pytest.raises(TrackingError, match=r"^tracking: MlflowException: the store refused$"):
+        train(make_config("experiment=xor_relu16", "trainer.epochs=20", tracking=True), out=tmp_path / "o")
+    run = only_run(store(tmp_path), "xor_relu16")
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "MlflowException: the store refused"
+    assert not (tmp_path / "o").exists()  # no outputs of a run that did not finish
 
 
 @pytest.mark.integration
 def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
-    """SIGKILL gives the trainer no chance to end its run; MLflow's helper process sees it go and ends it."""
+    """SIGKILL gives the trainer no chance to end its run; its watchdog process sees it go and ends it."""
     process = training_under_way(tmp_path)
     process.kill()
     process.wait(timeout=60)
@@ -246,7 +206,7 @@ def test_a_killed_training_process_leaves_its_run_killed_not_running(tmp_path):
             break
         time.sleep(0.5)
     assert run.info.status == "KILLED"
-    assert "ended without ending its run" in run.data.tags["error"]
+    assert "died without ending it" in run.data.tags["error"]
 
 
 @pytest.mark.integration
@@ -287,32 +247,7 @@ def test_run_against_a_real_tracking_server_with_proxied_artifacts(make_config, 
         assert loaded.predict(XOR, verbose=0).shape == (4, 1)
 
 
-def test_prestart_starts_the_helper_only_where_this_process_will_track(monkeypatch):
-    started = []
-    monkeypatch.setattr(tracking_process, "helper", lambda: started.append(True))
-    tracking_process.prestart(["experiment=xor_relu16", "tracking.enabled=false"])
-    tracking_process.prestart(["-m", "hydra/launcher=joblib", "trainer.seed=0,1"])  # jobs run in workers
-    assert started == []
-    tracking_process.prestart(["-m", "experiment=xor_relu16", "trainer.seed=0,1"])
-    assert started == [True]
-
-
-def test_the_in_thread_helper_used_on_windows_logs_the_same_run(make_config, tmp_path, monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    helper = tracking_process.Helper(in_thread=True)
-    monkeypatch.setattr(tracking_process, "_helper", helper)
-    train(make_config("experiment=xor_relu16", "trainer.epochs=50", tracking=True), out=tmp_path / "out")
-    assert helper.thread is not None and helper.process is None
-    client = store(tmp_path)
-    run = only_run(client, "xor_relu16")
-    assert run.info.status == "FINISHED" and len(client.get_metric_history(run.info.run_id, "epoch_loss")) == 50
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    model = mlflow.keras.load_model(f"models:/{model_id(client, run)}")
-    assert model.predict(XOR, verbose=0).shape == (4, 1)
-    helper.close()
-
-
-def test_a_dataset_inserted_at_once_by_another_job_is_reused(monkeypatch):
+def test_a_dataset_inserted_at_once_by_another_job_is_reused(tmp_path, monkeypatch):
     from mlflow.exceptions import MlflowException
 
     calls = []
@@ -325,10 +260,44 @@ def test_a_dataset_inserted_at_once_by_another_job_is_reused(monkeypatch):
     def refuse(dataset, context, model=None):
         raise MlflowException("denied")
 
-    run, frame = tracking.Run(None, "run-id"), pd.DataFrame({"x": [0.0], "label": [1]})
+    csv = tmp_path / "xor.csv"
+    pd.DataFrame({"x": [0.0], "label": [1]}).to_csv(csv, index=False)
     monkeypatch.setattr(mlflow, "log_input", log_input)
-    run.log_dataset(frame, "xor", "data/xor.csv", "0" * 16)
+    assert runs.log_dataset(csv, "xor").name == "xor"
     assert calls == ["training", "training"]
     monkeypatch.setattr(mlflow, "log_input", refuse)  # any other refusal is not retried
     with pytest.raises(MlflowException, match="denied"):
-        run.log_dataset(frame, "xor", "data/xor.csv", "0" * 16)
+        runs.log_dataset(csv, "xor")
+
+
+def test_a_run_is_named_after_the_experiment_and_what_differs_from_its_preset(tmp_path, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    bookkeeping = ["experiment=xor_relu16", "paths.root=.", "tracking.registered_model=x"]
+    assert runs.run_name("xor_relu16", bookkeeping, []) == "xor_relu16"
+    assert runs.run_name("xor_relu16", ["trainer.epochs=500"], []) == "xor_relu16 trainer.epochs=500"
+    monkeypatch.setenv("DVC_EXP_NAME", "lusty-bran")
+    assert runs.run_name("xor_relu16", [], ["trainer.seed=3"]) == "xor_relu16 (dvc exp lusty-bran) trainer.seed=3"
+
+
+def test_the_preset_changes_are_its_values_that_differ_from_the_git_baseline(tmp_path, monkeypatch):
+    preset = tmp_path / "xor.yaml"
+    preset.write_text("name: xor\ntrainer:\n  epochs: 1000\n  seed: 0\n")
+    assert runs.preset_changes(preset, tmp_path) == []  # not in a git repository
+    for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
+        subprocess.run(["git", *command], cwd=tmp_path, check=True)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    assert runs.preset_changes(preset, tmp_path) == []
+    preset.write_text("name: xor\ntrainer:\n  epochs: 500\n")  # as `dvc exp run -S` edits it
+    assert runs.preset_changes(preset, tmp_path) == ["trainer.epochs=500", "~trainer.seed"]
+
+
+def test_two_configs_never_share_a_run_name_in_one_experiment(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    train(make_config("experiment=xor_relu16", "trainer.epochs=5", tracking=True), out=tmp_path / "a")
+    train(make_config("experiment=xor_relu16", "trainer.epochs=5", tracking=True), out=tmp_path / "b")  # same config
+    # a config that the name does not show (here: composed, not a command line), as an edited config group gives
+    train(make_config("experiment=xor_relu16", "trainer.epochs=6", tracking=True), out=tmp_path / "c")
+    client = store(tmp_path)
+    found = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id], order_by=["attributes.start_time"])
+    names = [r.info.run_name for r in found]
+    assert names[:2] == ["xor_relu16", "xor_relu16"] and names[2] == f"xor_relu16 #{found[2].data.tags['config_digest']}"

@@ -316,11 +316,5 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
         except PipelineError as error:
             report(error)
         app()
-        from pipeline import tracking_process
-
-        try:
-            tracking_process.raise_late_error()  # a sequential sweep's last run, which its job did not wait for
-        except PipelineError as error:
-            report(error)
 
     return main

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import config, data, files, nets, plots, tracking_store
+from pipeline import config, data, files, nets, plots
 from pipeline.cli import hydra_app, resolved
 from pipeline.engines import Net
 from pipeline.errors import DataError
@@ -107,23 +107,6 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     return metrics, [folder / "plots" / name for name in PICTURES]
 
 
-def log_to_run(cfg: dict[str, Any], run_id: str, metrics: dict[str, Any], pictures: list[Path]) -> None:
-    """Add the evaluation metrics and pictures to the MLflow run that trained the model."""
-    from mlflow.tracking import MlflowClient
-
-    from pipeline import tracking
-
-    client = MlflowClient(tracking.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))
-    flat = {  # eval_train_accuracy, eval_test_confusion_tn, ...
-        key.replace(".", "_"): value
-        for key, value in tracking.flatten({"eval": {k: v for k, v in metrics.items() if isinstance(v, dict)}}).items()
-    }
-    numbers = {k: float(v) for k, v in flat.items() if _is_number(v)}
-    tracking.Run(client, run_id).log_metrics(numbers)
-    for picture in pictures:
-        client.log_artifact(run_id, str(picture), "plots")
-
-
 def run(cfg: DictConfig) -> None:
     """Hydra task: evaluate results/<name>/ and log into its MLflow run."""
     plain = resolved(cfg)
@@ -138,7 +121,9 @@ def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     metrics, pictures = evaluate(cfg, folder, dataset)
     run_id = _read_run_id(folder / "run.json")
     if run_id and cfg["tracking"]["enabled"]:
-        log_to_run(cfg, run_id, metrics, pictures)
+        from pipeline.tracking import runs
+
+        runs.log_evaluation(cfg, run_id, metrics, pictures)
     print(f"{cfg['name']}: wrote {folder / 'evaluation.json'} and {len(pictures)} pictures in {folder / 'plots'}")
     return metrics
 
@@ -157,7 +142,9 @@ def check(cfg: DictConfig) -> None:
     _read_history(folder / "history.csv")
     read_snapshots(folder / "snapshots.npz")
     if _read_run_id(folder / "run.json") and plain["tracking"]["enabled"]:
-        tracking_store.check(plain["tracking"], plain["paths"]["root"])
+        from pipeline.tracking import store
+
+        store.check(plain["tracking"], plain["paths"]["root"])
 
 
 def _read_history(path: Path) -> pd.DataFrame:
@@ -178,14 +165,6 @@ def _read_run_id(path: Path) -> str | None:
     if not isinstance(run, dict) or not isinstance(run.get("run_id"), (str, type(None))):
         raise DataError(path, "holds no run_id string; train again to write it")
     return run["run_id"]
-
-
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-        return value not in ("None", "nan")
-    except ValueError:
-        return False
 
 
 main = hydra_app(run, check)

@@ -66,9 +66,6 @@ class KerasNet:
             self.model.save(tmp)
         return folder / self.FILE
 
-    def log(self, run: Any, path: Path, example: np.ndarray, name: str, registered_name: str | None = None) -> None:
-        run.log_keras_model_file(path, example, np.asarray(self.model(example, training=False)), name, registered_name)
-
     @classmethod
     def load(cls, path: Path, from_logits: bool = False) -> KerasNet:
         from pipeline import import_keras
@@ -108,10 +105,6 @@ class NumpyNet:
     def save(self, folder: Path) -> Path:
         self.mlp.save(folder / self.FILE)
         return folder / self.FILE
-
-    def log(self, run: Any, path: Path, example: np.ndarray, name: str, registered_name: str | None = None) -> None:
-        run.log_artifact(path, "model")  # the weights file itself, readable with MLP.load
-        run.log_numpy_model_file(path, example, name, registered_name)
 
     @classmethod
     def load(cls, path: Path, from_logits: bool = False) -> NumpyNet:

@@ -44,9 +44,9 @@ def save_outputs(
 
 
 def train_replicates(
-    cfg: dict[str, Any], dataset: data.Dataset, out: Path, run: Any = None, final: Path | None = None
+    cfg: dict[str, Any], dataset: data.Dataset, out: Path, run_id: str | None = None, final: Path | None = None
 ) -> dict[str, Any]:
-    """Train the copies, write their outputs under `out` (bound for `final`), log to `run` (an open tracking Run)."""
+    """Train the copies, write their outputs under `out` (bound for `final`), log to the MLflow run `run_id`."""
     replicates = fit_replicates(cfg, dataset)
     if (replicates.diverged_epoch > 0).all():
         raise DivergedError(int(replicates.diverged_epoch.min()))
@@ -57,29 +57,14 @@ def train_replicates(
         "seed": cfg["trainer"]["seed"],
     }
     timing = {"train_seconds": round(replicates.seconds, 4)}
-    run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
     written = save_outputs(out, replicates, table, metrics, timing)
     files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(final or out)})
-    if run:
-        log_replicates(run, cfg, out, written, metrics | timing)
+    if run_id:
+        from pipeline.tracking import runs
+
+        bands = pd.read_csv(out / "history.csv")  # converged_share's last step is already its final value
+        summary = {k: v for k, v in (metrics | timing).items() if k not in bands}
+        series = {k: bands[k].tolist() for k in bands.columns if k != "epoch"}
+        runs.log_training(cfg, series, summary, len(bands), [*written, out / "metrics.json", out / "timing.json"])
     print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))
     return metrics | timing
-
-
-def log_replicates(run: Any, cfg: dict[str, Any], out: Path, written: list[Path], metrics: dict[str, Any]) -> None:
-    """Per-epoch bands as metrics with step=epoch, the summary as final metrics, the outputs as artifacts."""
-    bands = pd.read_csv(out / "history.csv")
-    run.log_series({k: bands[k].tolist() for k in bands.columns if k != "epoch"})
-    run.log_metrics(
-        {
-            k: v
-            for k, v in metrics.items()  # converged_share's last step is already the final value
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in bands
-        },
-        step=len(bands),
-    )
-    for path in written:
-        run.log_artifact(path, "plots" if path.suffix == ".png" else "results")
-    for name in ("metrics.json", "timing.json"):
-        run.log_artifact(out / name, "results")
-    run.log_dataset_file(data.csv_path(cfg), cfg["dataset"]["name"])

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
-if __name__ == "__main__":  # before the heavy imports below, so the helper's run on the other core
-    from pipeline.tracking_process import prestart
-
-    prestart(sys.argv[1:])
-
 import contextlib
 import json
 from collections.abc import Iterator
@@ -19,8 +12,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config, data, files, import_keras, memory, tracking_store
-from pipeline.cli import hydra_app, resolved
+from pipeline import config, data, files, import_keras, memory
+from pipeline.cli import CONF_DIR, hydra_app, resolved
 from pipeline.engines import History, Net, schedule_from, train_one
 from pipeline.errors import ConfigError, DivergedError
 
@@ -79,26 +72,6 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.results) / cfg.name
 
 
-def run_name(name: str) -> str:
-    """The MLflow run name: the config's name, plus the job's overrides in a multirun."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return f"{name}[{HydraConfig.get().job.override_dirname}]"[:250]
-    return name
-
-
-def more_jobs_in_this_process() -> bool:
-    """Whether this is a job of a multirun whose launcher runs every job in this process (Hydra's basic launcher)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return False
-    return str(HydraConfig.get().launcher.get("_target_", "")).endswith(".BasicLauncher")
-
-
 def hydra_overrides() -> list[str]:
     """The command-line overrides of this Hydra job, or [] outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
@@ -110,79 +83,50 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
     dataset = check(cfg)
     plain = resolved(cfg)
-    csv = data.csv_path(plain)
     out = Path(out or output_dir(cfg))
     # The outputs move into `out` after the MLflow run ended FINISHED; a failure leaves the previous set there.
-    # A sequential sweep's job folder is new, and the helper logs its files after the job: written in place.
-    with files.staged(out, RUN_FILES, enabled=not more_jobs_in_this_process()) as stage, tracked_run(cfg) as run:
-        import_keras()  # while the tracking helper starts the run
+    with files.staged(out, RUN_FILES) as stage, tracked_run(cfg) as run_id:
+        import_keras()
         if plain["trainer"]["replicates"] > 1:
             from pipeline.replicates import train_replicates
 
-            return train_replicates(plain, dataset, stage, run, final=out)
+            return train_replicates(plain, dataset, stage, run_id, final=out)
         model, history = fit_model(plain, dataset)
         if history.diverged_epoch is not None:
             raise DivergedError(history.diverged_epoch)
         metrics = final_metrics(plain, model, dataset, history)
         timing = {"train_seconds": round(history.seconds, 4)}
-        run_id = run.run_id if run else None  # a run MLflow could not start fails here, before any output
         model_path = save_outputs(stage, model, history, metrics, timing)
         files.write_json(stage / "run.json", {"run_id": run_id, "output_dir": str(out)})
-        if run:
-            log_run(run, plain, dataset, csv, model, model_path, history, metrics, timing)
+        if run_id:
+            from pipeline.tracking import runs
+
+            example = dataset.x_train[:4]
+            runs.log_training(
+                plain,
+                {f"epoch_{k}": v for k, v in history.columns.items() if v},
+                {f"final_{k}": v for k, v in metrics.items()} | timing,
+                history.epochs_run,
+                [stage / name for name in ("history.csv", "metrics.json", "timing.json")],
+                (model_path, example, model.probabilities(example)),
+            )
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
     return metrics
 
 
 @contextlib.contextmanager
-def tracked_run(cfg: DictConfig) -> Iterator[Any]:
-    """An MLflow run with the config as params and config.yaml (None when tracking is off); ends FAILED/KILLED on errors."""
+def tracked_run(cfg: DictConfig) -> Iterator[str | None]:
+    """The MLflow run's id, with the config logged (None when tracking is off); it ends FAILED or KILLED on errors."""
     plain = resolved(cfg)
     if not plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
         yield None
         return
-    from pipeline import tracking_process
+    from pipeline.tracking import runs
 
-    trainer = plain["trainer"]
-    tags = {
-        "engine": trainer["engine"],
-        "seed": trainer["seed"],
-        "replicates": trainer["replicates"],
-        "overrides": " ".join(hydra_overrides()),
-    }
-    # The next job of a sequential sweep trains while the helper logs this run (the sweep's end waits for it).
-    with tracking_process.start(
-        plain["tracking"], plain["paths"]["root"], run_name(plain["name"]), tags, wait_at_end=not more_jobs_in_this_process()
-    ) as run:
-        run.log_config({k: v for k, v in plain.items() if k != "paths"})
-        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        yield run
-
-
-def log_run(
-    run: Any,
-    cfg: dict[str, Any],
-    dataset: data.Dataset,
-    data_file: Path,
-    model: Net,
-    model_path: Path,
-    history: History,
-    metrics: dict[str, Any],
-    timing: dict[str, Any],
-) -> None:
-    """Send the history, model, dataset, final metrics and output files to the MLflow run.
-
-    Names say what a value is: `epoch_loss` per epoch (the mean over the epoch's batches, as Keras reports it),
-    `final_train_loss` once, on the trained model; the model's page lists the final metrics and the dataset.
-    """
-    run.log_series({f"epoch_{k}": v for k, v in history.columns.items() if v})
-    model.log(run, model_path, dataset.x_train[:4], cfg["name"], cfg["tracking"].get("registered_model"))
-    run.log_dataset_file(data_file, cfg["dataset"]["name"])
-    numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    run.log_final_metrics({f"final_{k}": v for k, v in numeric.items()}, step=history.epochs_run)
-    run.log_metrics(timing, step=history.epochs_run)
-    for name in ("history.csv", "metrics.json", "timing.json"):
-        run.log_artifact(model_path.parent / name, "results")
+    preset = CONF_DIR / "experiment" / f"{plain['name']}.yaml"
+    with runs.started(plain, hydra_overrides(), preset, source=__file__) as run_id:
+        runs.log_config(plain, OmegaConf.to_yaml(cfg, resolve=True))
+        yield run_id
 
 
 def run(cfg: DictConfig) -> float:
@@ -211,7 +155,9 @@ def check(cfg: DictConfig) -> data.Dataset:
     config.check_training(plain)
     config.check_results_folder(plain["paths"]["results"])
     if plain["tracking"]["enabled"]:
-        tracking_store.check(plain["tracking"], plain["paths"]["root"])
+        from pipeline.tracking import store
+
+        store.check(plain["tracking"], plain["paths"]["root"])
     dataset = data.load_configured(plain)  # the file made with exactly these dataset values, or a ConfigError
     config.check_model(plain["model"], dataset.n_features)
     memory.check_training(plain, dataset.n_features, len(dataset.x_train) + len(dataset.x_test))

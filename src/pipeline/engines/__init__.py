@@ -176,10 +176,6 @@ class Net(Protocol):
         """Write the model file into `folder`, atomically; return its path."""
         ...
 
-    def log(self, run: Any, path: Path, example: np.ndarray, name: str, registered_name: str | None = None) -> None:
-        """Log the saved model file `path` to an open tracking run as model `name` (registered, if named)."""
-        ...
-
 
 @dataclass
 class Trained:
