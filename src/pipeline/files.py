@@ -35,20 +35,16 @@ MANIFEST = "manifest.json"  # in a *.commit folder, beside files/: what the new 
 
 
 @contextlib.contextmanager
-def staged(folder: str | os.PathLike, replaces: tuple[str, ...] = (), enabled: bool = True) -> Iterator[Path]:
+def staged(folder: str | os.PathLike, replaces: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a fresh folder to write a set of outputs into; move them into `folder` only if the block succeeds,
     else delete them: a failure while writing (disk full, an error, Ctrl-C) leaves the previous set as it was.
     Files of `folder` matching a `replaces` pattern (`plots/*`) that the new set lacks are removed, so what
-    `folder` holds always belongs to one run. Disabled, it yields `folder` itself (a fresh sweep job folder).
+    `folder` holds always belongs to one run.
 
     The move is journaled: the finished set is renamed to *.commit with its manifest first, so a process killed
     while moving the files in leaves a move that `settle` (called here, and by every reader) finishes.
     """
     folder = Path(folder)
-    if not enabled:
-        folder.mkdir(parents=True, exist_ok=True)
-        yield folder
-        return
     settle(folder)
     pending = staging_dir(folder)
     stage = fresh_stage(pending)
