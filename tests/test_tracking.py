@@ -282,13 +282,13 @@ def test_a_run_is_named_after_the_experiment_and_what_differs_from_its_preset(tm
 def test_the_preset_changes_are_its_values_that_differ_from_the_git_baseline(tmp_path, monkeypatch):
     preset = tmp_path / "xor.yaml"
     preset.write_text("name: xor\ntrainer:\n  epochs: 1000\n  seed: 0\n")
-    assert runs.preset_changes(preset, tmp_path) == []  # not in a git repository
+    assert runs.preset_changes(preset) == []  # not in a git repository
     for command in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):
         subprocess.run(["git", *command], cwd=tmp_path, check=True)
     monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
-    assert runs.preset_changes(preset, tmp_path) == []
+    assert runs.preset_changes(preset) == []
     preset.write_text("name: xor\ntrainer:\n  epochs: 500\n")  # as `dvc exp run -S` edits it
-    assert runs.preset_changes(preset, tmp_path) == ["trainer.epochs=500", "~trainer.seed"]
+    assert runs.preset_changes(preset) == ["trainer.epochs=500", "~trainer.seed"]
 
 
 def test_two_configs_never_share_a_run_name_in_one_experiment(make_config, tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ def git(root: str | Path, *args: str) -> str | None:
         return None
 
 
-def preset_changes(preset: Path | None, root: str | Path) -> list[str]:
+def preset_changes(preset: Path | None) -> list[str]:
     """`key=value` for each value of the experiment preset that differs from git's baseline (what `dvc exp run -S`
     edits): DVC's baseline commit in an experiment, else HEAD."""
     if preset is None or not preset.is_file():
@@ -111,7 +111,7 @@ def started(cfg: Mapping[str, Any], overrides: list[str], preset: Path | None, s
     root, tracking = cfg["paths"]["root"], cfg["tracking"]
     trained = {k: v for k, v in cfg.items() if k not in ("paths", "tracking")}
     digest = hashlib.sha256(yaml.safe_dump(trained, sort_keys=True).encode()).hexdigest()[:8]
-    changes = preset_changes(preset, root)
+    changes = preset_changes(preset)
     name = run_name(cfg["name"], overrides, changes)
     try:
         client = MlflowClient(uri := store.tracking_uri(tracking, root))
@@ -149,7 +149,8 @@ def started(cfg: Mapping[str, Any], overrides: list[str], preset: Path | None, s
         raise
     finally:
         try:
-            mlflow.set_tags({"error": message[:5000]} if message else {})
+            if message:
+                mlflow.set_tag("error", message[:5000])
             mlflow.end_run(status)
         except MlflowException as error:
             if status == "FINISHED":  # else the error that ended the run is the one to report
