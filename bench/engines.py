@@ -16,10 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, write_table  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from pipeline import data  # noqa: E402
-from pipeline.cli import compose_config  # noqa: E402
-from pipeline.generate import generate  # noqa: E402
-from pipeline.train import fit_model  # noqa: E402
+from pipeline.config.overrides import compose_config  # noqa: E402
+from pipeline.core import data  # noqa: E402
+from pipeline.stages.generate import generate  # noqa: E402
+from pipeline.stages.train import fit_model  # noqa: E402
 
 # The numpy engine knows plain gradient descent only: same net and data, SGD instead of Adam.
 VARIANTS = {

@@ -15,11 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, write_table  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from pipeline import data  # noqa: E402
-from pipeline.cli import compose_config  # noqa: E402
-from pipeline.generate import generate  # noqa: E402
-from pipeline.replicates import fit_replicates  # noqa: E402
-from pipeline.train import fit_model  # noqa: E402
+from pipeline.config.overrides import compose_config  # noqa: E402
+from pipeline.core import data  # noqa: E402
+from pipeline.stages.generate import generate  # noqa: E402
+from pipeline.stages.replicates import fit_replicates  # noqa: E402
+from pipeline.stages.train import fit_model  # noqa: E402
 
 COPIES = 1000
 

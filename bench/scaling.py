@@ -38,7 +38,7 @@ VARIANTS = {  # name -> (overrides, copies)
 def config(root: Path, n: int, overrides: list[str]) -> dict:
     from omegaconf import OmegaConf
 
-    from pipeline.cli import compose_config
+    from pipeline.config.overrides import compose_config
 
     return OmegaConf.to_container(
         compose_config(
@@ -61,7 +61,7 @@ def reference_loop(cfg: dict, dataset) -> float:
     """Seconds for EPOCHS epochs of the plain tf.function loop, tracing included."""
     import tensorflow as tf
 
-    from pipeline import models
+    from pipeline.core import keras_mlp as models
 
     model = models.seeded_model(cfg["model"], dataset.n_features, cfg["trainer"]["seed"])
     loss_fn, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
@@ -89,9 +89,10 @@ def reference_loop(cfg: dict, dataset) -> float:
 
 def one(name: str, n: int, root: Path) -> dict:
     """Train variant `name` on the n-point file under `root`; its seconds and memory growth."""
-    from pipeline import data, engines, import_keras
-    from pipeline.replicates import fit_replicates
-    from pipeline.train import fit_model
+    from pipeline import import_keras
+    from pipeline.core import data, engines
+    from pipeline.stages.replicates import fit_replicates
+    from pipeline.stages.train import fit_model
 
     overrides, copies = VARIANTS[name]
     cfg = config(root, n, overrides)
@@ -100,7 +101,7 @@ def one(name: str, n: int, root: Path) -> dict:
     engines.engine(cfg["trainer"]["engine"])  # imported before the baseline: memory counts training only
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if name == "reference loop":
-        from pipeline.engines.compiled import one_op_at_a_time
+        from pipeline.core.engines.compiled import one_op_at_a_time
 
         one_op_at_a_time()  # the thread pools the compiled engine runs with
         seconds = reference_loop(cfg, dataset)
@@ -113,7 +114,7 @@ def one(name: str, n: int, root: Path) -> dict:
 
 
 def main() -> None:
-    from pipeline import data
+    from pipeline.core import data
 
     root = Path(tempfile.mkdtemp())
     results: dict[tuple[str, int], dict] = {}

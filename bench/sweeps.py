@@ -45,7 +45,10 @@ def sweep(launcher: list[str], grid: list[str]) -> tuple[float, list[float]]:
     root = Path(tempfile.mkdtemp())
     try:
         subprocess.run(
-            [sys.executable, "-m", "pipeline.generate", "dataset=xor", "paths.root=."], cwd=root, check=True, capture_output=True
+            [sys.executable, "-m", "pipeline.stages.generate", "dataset=xor", "paths.root=."],
+            cwd=root,
+            check=True,
+            capture_output=True,
         )
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         start = time.perf_counter()
@@ -53,7 +56,7 @@ def sweep(launcher: list[str], grid: list[str]) -> tuple[float, list[float]]:
             [
                 sys.executable,
                 "-m",
-                "pipeline.train",
+                "pipeline.stages.train",
                 "-m",
                 *launcher,
                 "experiment=xor_relu16",
@@ -152,7 +155,7 @@ def write(rows: list[list[str]]) -> None:
             "speed-up vs sequential",
         ],
         rows,
-        notes="""Each sweep is the whole `python -m pipeline.train -m ...` command, with MLflow tracking (parent and child
+        notes="""Each sweep is the whole `python -m pipeline.stages.train -m ...` command, with MLflow tracking (parent and child
 runs in the SQLite store; the Ray workers are on this machine, so they share it) and without per-job
 evaluation pictures. Wall per extra job = (24-job wall - 1-job wall) / 23, so process start-up and imports
 are not counted. Overhead per job beyond training = (workers x (24-job wall - 1-job wall) - (training of the

@@ -20,8 +20,8 @@ from common import write_table  # noqa: E402
 
 COMMAND_REPEATS = 8
 SWEEP_REPEATS = 3
-TRAIN = [sys.executable, "-m", "pipeline.train", "experiment=xor_relu16"]
-SWEEP = [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", "hydra/launcher=joblib"]
+TRAIN = [sys.executable, "-m", "pipeline.stages.train", "experiment=xor_relu16"]
+SWEEP = [sys.executable, "-m", "pipeline.stages.train", "-m", "experiment=xor_relu16", "hydra/launcher=joblib"]
 SWEEP += ["hydra.launcher.n_jobs=2", "trainer.seed=0,1,2,3", "evaluate_multirun_jobs=false"]
 
 
@@ -58,14 +58,14 @@ def rows(label: str, times: dict[bool, list[tuple[float, float]]]) -> list[list[
 def main() -> None:
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     root = Path(tempfile.mkdtemp())
-    subprocess.run([sys.executable, "-m", "pipeline.generate", "dataset=xor", "paths.root=."], cwd=root, check=True)
+    subprocess.run([sys.executable, "-m", "pipeline.stages.generate", "dataset=xor", "paths.root=."], cwd=root, check=True)
     timed([*TRAIN, "tracking.enabled=true"], root)  # creates the store: every timed run finds it there
     command, sweep = alternated(TRAIN, root, COMMAND_REPEATS), alternated(SWEEP, root, SWEEP_REPEATS)
     write_table(
         "tracking_overhead",
         "MLflow tracking overhead: whole commands, SQLite store, tracking off and on alternated",
         ["command", "runs", "median wall (s)", "median CPU (s)", "wall overhead", "CPU overhead"],
-        rows("`pipeline.train experiment=xor_relu16`", command) + rows("4-job joblib sweep, 2 workers", sweep),
+        rows("`pipeline.stages.train experiment=xor_relu16`", command) + rows("4-job joblib sweep, 2 workers", sweep),
         notes="""CPU is user + system time of the command and every process it waited for (joblib's workers,
 the watchdogs), from `getrusage(RUSAGE_CHILDREN)`. The store exists before the first timed run, as it
 does after a user's first run. The sweep: `-m hydra/launcher=joblib hydra.launcher.n_jobs=2

@@ -22,8 +22,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 import pipeline  # noqa: F401  (sets the TensorFlow environment before anything imports it)
-from pipeline.cli import CONF_DIR
-from pipeline.generate import generate
+from pipeline.config.overrides import CONF_DIR
+from pipeline.stages.generate import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "pipeline"
@@ -118,10 +118,10 @@ def refused(monkeypatch, capsys):
 
 
 def run_cli(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 300):
-    """Run `python -m pipeline.<module> args` in `cwd` with `env` added (None removes a variable)."""
+    """Run `python -m pipeline.stages.<module> args` in `cwd` with `env` added (None removes a variable)."""
     merged = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", f"pipeline.{module}", *args],
+        [sys.executable, "-m", f"pipeline.stages.{module}", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -136,14 +136,14 @@ def files_under(path: Path) -> set[str]:
 
 
 def run_sweep(root: Path, *overrides: str):
-    """Generate XOR under `root`, run `python -m pipeline.train -m overrides` there against its own
+    """Generate XOR under `root`, run `python -m pipeline.stages.train -m overrides` there against its own
     SQLite store; return (client, parent run, child runs) of the xor_relu16 experiment."""
     from mlflow.tracking import MlflowClient
 
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=root).returncode == 0
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.train", "-m", "experiment=xor_relu16", *overrides, "paths.root=."],
+        [sys.executable, "-m", "pipeline.stages.train", "-m", "experiment=xor_relu16", *overrides, "paths.root=."],
         cwd=root,
         capture_output=True,
         text=True,

@@ -8,21 +8,21 @@ import pytest
 import tensorflow as tf
 from hydra.utils import instantiate
 
-from pipeline import models
-from pipeline.backprop import MLP, Cost
+from pipeline.core import keras_mlp as models
+from pipeline.core.backprop import MLP, Cost
 
 CASES = [
     (["sigmoid"], "sigmoid", {"_target_": "keras.losses.MeanSquaredError"}),
     (["tanh", "relu"], "sigmoid", {"_target_": "keras.losses.BinaryCrossentropy"}),
     (["relu", "tanh", "sigmoid"], "sigmoid", {"_target_": "keras.losses.MeanSquaredError", "reduction": "sum"}),
-    (["sigmoid"], "sigmoid", {"_target_": "pipeline.models.HalfSquaredError"}),
+    (["sigmoid"], "sigmoid", {"_target_": "pipeline.core.keras_mlp.HalfSquaredError"}),
     (["tanh"], "linear", {"_target_": "keras.losses.BinaryCrossentropy", "from_logits": True}),
     (["relu"], "linear", {"_target_": "keras.losses.MeanSquaredError"}),
 ]
 NAMES = {
     "keras.losses.MeanSquaredError": "mean_squared_error",
     "keras.losses.BinaryCrossentropy": "binary_crossentropy",
-    "pipeline.models.HalfSquaredError": "half_squared_error",
+    "pipeline.core.keras_mlp.HalfSquaredError": "half_squared_error",
 }
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 BIN = Path(sys.executable).parent
@@ -21,7 +20,7 @@ def test_help_says_what_the_command_does_and_how_to_enable_completion(command, s
     result = subprocess.run([BIN / f"pipeline-{command}", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     first = result.stdout.splitlines()[0]
-    assert first.startswith(f"pipeline-{command} (or python -m pipeline.{command}): {summary}")
+    assert first.startswith(f"pipeline-{command} (or python -m pipeline.stages.{command}): {summary}")
     assert f'eval "$(pipeline-{command} -sc install=bash)"' in result.stdout
     assert (
         "experiment: circles_tanh4, circles_tanh4_heldout, xor_bias_numpy" in result.stdout

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import free_port, mlflow_server, run_cli
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.system
 
@@ -102,7 +101,7 @@ def test_ray_sweep_is_tracked_by_a_server_on_postgresql(tmp_path, postgres, ray_
             [
                 sys.executable,
                 "-m",
-                "pipeline.train",
+                "pipeline.stages.train",
                 "-m",
                 "hydra/launcher=ray_cluster",
                 "tracking=server",
@@ -141,7 +140,7 @@ def test_a_job_whose_ray_worker_dies_is_rerun_and_its_first_attempt_ends_killed(
         [
             sys.executable,
             "-m",
-            "pipeline.train",
+            "pipeline.stages.train",
             "-m",
             "hydra/launcher=ray_cluster",
             "experiment=xor_relu16",

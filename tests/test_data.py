@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import compose_config, files_under
-from pipeline import data
+
+from pipeline.core import data
 from pipeline.errors import ConfigError, DataError
-from pipeline.generate import generate
-from pipeline.generate import main as generate_main
+from pipeline.stages.generate import generate
+from pipeline.stages.generate import main as generate_main
 
 SAMPLED = ["circles_heldout", "moons", "spiral", "gauss", "xor_noisy"]
 
@@ -135,7 +135,7 @@ def test_generate_cli_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path,
 
 def test_generate_cli_writes_csv_and_png(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["pipeline.generate", "dataset=moons", "paths.root=."])
+    monkeypatch.setattr(sys, "argv", ["pipeline.stages.generate", "dataset=moons", "paths.root=."])
     generate_main()
     frame = pd.read_csv(tmp_path / "data" / "moons.csv")
     assert list(frame.columns) == ["x1", "x2", "label", "split"]

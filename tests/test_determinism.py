@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import compose_config, run_cli
-from pipeline.generate import generate
+
+from pipeline.stages.generate import generate
 
 EXPERIMENTS = "xor_relu16,xor_relu16x2,xor_relu32,xor_bias_sigmoid_sgd,xor_bias_numpy,circles_tanh4"
 
@@ -23,7 +23,7 @@ def weights(folder):
 
 
 def run_twice(tmp_path, *args, second_env: dict | None = None):
-    """Run `python -m pipeline.train args` in two fresh folders, the second with `second_env`; return their job folders."""
+    """Run `python -m pipeline.stages.train args` in two fresh folders, the second with `second_env`; return their job folders."""
     outputs = []
     for side in ("a", "b"):
         root = tmp_path / side

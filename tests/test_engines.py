@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import engines
+from pipeline.core import progress
+from pipeline.core.progress import Progress
+from pipeline.core import engines
 from pipeline.errors import ConfigError
 
 
@@ -24,12 +26,12 @@ def test_the_registry_maps_each_name_to_an_engine_and_rejects_others():
 
 def test_progress_is_quiet_on_short_runs_and_gives_a_rate_and_eta_on_long_ones(capsys, monkeypatch):
     clock = iter([0.0, 0.5, 0.6, 2.0, 3.0])
-    monkeypatch.setattr(engines.time, "perf_counter", lambda: next(clock))
-    short = engines.Progress(epochs=10, label="compiled")  # starts at 0.0
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    short = Progress(epochs=10, label="compiled")  # starts at 0.0
     short.update(5, 0.5, 0.75)  # 0.5 s: too soon
     short.update(10, 0.4, 1.0, final=True)  # 0.6 s: nothing was printed, so no final line either
     assert capsys.readouterr().err == ""
-    long = engines.Progress(epochs=100, label="numpy x3")  # starts at 2.0
+    long = Progress(epochs=100, label="numpy x3")  # starts at 2.0
     long.update(50, np.array([0.1, 0.2, 0.3]), np.array([1.0, 1.0, 0.5]))  # 1 s later: 50 epochs/s, 1 s left
     line = capsys.readouterr().err.strip()
     assert line.startswith("[numpy x3] epoch 50/100") and "median loss 0.2" in line and "66.7%" in line
@@ -40,10 +42,11 @@ def test_the_initial_weights_of_many_copies_show_progress_while_created(capsys, 
     import itertools
 
     from conftest import compose_config
-    from pipeline import models
+
+    from pipeline.core import keras_mlp as models
 
     ticks = itertools.count(0.0, 0.6)  # a slow machine: 0.6 s between clock readings
-    monkeypatch.setattr(engines.time, "perf_counter", lambda: next(ticks))
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(ticks))
     model_cfg = OmegaConf.to_container(compose_config(".", "experiment=xor_relu16").model, resolve=True)
     weights = models.initial_weights(model_cfg, 2, [0, 1, 2, 3])
     lines = capsys.readouterr().err.strip().splitlines()
@@ -54,7 +57,7 @@ def test_the_initial_weights_of_many_copies_show_progress_while_created(capsys, 
 def test_sigmoid_emulation_equals_tensorflows_single_element_path_bit_for_bit():
     import tensorflow as tf
 
-    from pipeline.engines.exact_sigmoid import scalar_sigmoid
+    from pipeline.core.engines.exact_sigmoid import scalar_sigmoid
 
     z = np.concatenate([np.linspace(-30, 30, 601), np.random.default_rng(0).normal(0, 4, 400)]).astype(np.float32)
     singles = np.array([tf.sigmoid(tf.constant([v])).numpy()[0] for v in z])  # one element: TF's scalar path
@@ -77,7 +80,7 @@ def test_sigmoid_emulation_equals_tensorflows_single_element_path_bit_for_bit():
 def test_stacked_sigmoid_equals_each_copys_own_sigmoid_bit_for_bit(batch, units):
     import tensorflow as tf
 
-    from pipeline.engines.exact_sigmoid import standalone_sigmoid
+    from pipeline.core.engines.exact_sigmoid import standalone_sigmoid
 
     z = np.random.default_rng(batch * units).normal(0, 3, (7, batch, units)).astype(np.float32)
     stacked = standalone_sigmoid(tf.constant(z)).numpy()

@@ -11,10 +11,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from PIL import Image
 
-from pipeline import data, plots
+from pipeline.core import data, plots
 from pipeline.errors import DataError
-from pipeline.evaluate import PICTURES, evaluate_folder, load_model
-from pipeline.train import train
+from pipeline.stages.evaluate import PICTURES, evaluate_folder, load_model
+from pipeline.stages.train import train
 
 
 def trained(make_config, tmp_path, *overrides, tracking=False):
@@ -76,7 +76,8 @@ def test_missing_or_corrupt_model_names_the_file(tmp_path):
 
 def test_evaluate_cli_without_a_model_is_one_line_and_writes_nothing(tmp_path, monkeypatch, refused):
     from conftest import files_under
-    from pipeline import evaluate
+
+    from pipeline.stages import evaluate
 
     monkeypatch.chdir(tmp_path)
     code, stderr = refused(evaluate.main, "experiment=xor_relu16", "paths.root=.")
@@ -92,7 +93,7 @@ def test_saved_keras_model_loads_in_safe_mode(make_config, tmp_path):
 
 
 def test_report_has_a_row_with_thumbnail_per_experiment(make_config, tmp_path):
-    from pipeline.report import summary
+    from pipeline.stages.report import summary
 
     cfg, out = trained(make_config, tmp_path, "experiment=xor_relu16", "trainer.epochs=30")
     evaluate_folder(cfg, out)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from conftest import ROOT, import_graph, imports
 
-CHECKED = sorted(path for folder in ("src", "tests", "bench") for path in (ROOT / folder).rglob("*.py"))
-TUTORIALS = {path.stem for path in (ROOT / "tests" / "tutorials").glob("*.py")}  # imported by name inside the folder
+CHECKED = sorted(path for folder in ("src", "tests", "bench", "tutorials") for path in (ROOT / folder).rglob("*.py"))
+TUTORIALS = {path.stem for path in (ROOT / "tutorials").glob("*.py")}  # imported by name inside the folder
 LIBRARIES = {"hydra", "hydra_plugins", "omegaconf", "mlflow", "keras", "tensorflow", "joblib"}
 # import name -> distribution, where they differ
 DISTRIBUTIONS = {
@@ -109,7 +109,7 @@ def test_every_imported_package_is_declared():
 
 
 def test_only_the_model_adapters_ask_which_kind_of_model_they_hold():
-    """Prediction, evaluation, plots and training use `engines.Net`; pipeline/nets.py alone knows Keras from numpy."""
+    """Prediction, evaluation, plots and training use `core.nets.Net`; pipeline/core/nets.py alone knows Keras from numpy."""
     asking = []
     for path in sorted((ROOT / "src").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -118,3 +118,57 @@ def test_only_the_model_adapters_ask_which_kind_of_model_they_hold():
                 if ("MLP" in kind or "keras.Model" in kind) and path.name != "nets.py":
                     asking.append(f"{path.relative_to(ROOT)}:{node.lineno} isinstance(..., {kind})")
     assert asking == []
+
+
+# What each folder of src/pipeline may import: stages -> config/tracking -> core -> plumbing (the top-level modules).
+MAY_IMPORT = {
+    "plumbing": {"plumbing"},
+    "core": {"core", "plumbing"},
+    "config": {"config", "core", "plumbing"},
+    "tracking": {"tracking", "config", "core", "plumbing"},
+    "stages": {"stages", "tracking", "config", "core", "plumbing"},
+}
+CORE_NEVER_IMPORTS = ("hydra", "hydra_plugins", "omegaconf", "mlflow")
+
+
+def folder(module: str) -> str:
+    """`core` for pipeline.core.data, `plumbing` for pipeline.files and the package itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or parts[1:] and parts[1] in MAY_IMPORT else "plumbing"
+
+
+def layer_violations(graph: dict[str, set[str]], libraries: dict[str, set[str]]) -> list[str]:
+    """Imports against the one-way rule: a folder importing one it may not, the core importing Hydra or MLflow."""
+    found = [f"{a} imports {b}" for a, targets in graph.items() for b in targets if folder(b) not in MAY_IMPORT[folder(a)]]
+    found += [
+        f"{a} imports {lib}" for a, libs in libraries.items() if folder(a) == "core" for lib in libs & set(CORE_NEVER_IMPORTS)
+    ]
+    return sorted(found)
+
+
+def test_dependencies_run_one_way():
+    modules, graph = import_graph()
+    libraries = {
+        name: {module.split(".")[0] for module, _ in imports(ast.parse(path.read_text()))} for name, path in modules.items()
+    }
+    assert layer_violations(graph, libraries) == []
+
+
+def test_the_layer_check_finds_what_it_looks_for():
+    graph = {"pipeline.core.data": {"pipeline.stages.train", "pipeline.files"}, "pipeline.files": {"pipeline.core.data"}}
+    assert layer_violations(graph, {"pipeline.core.nets": {"numpy", "hydra"}}) == [
+        "pipeline.core.data imports pipeline.stages.train",
+        "pipeline.core.nets imports hydra",
+        "pipeline.files imports pipeline.core.data",
+    ]
+
+
+def test_nothing_outside_the_tests_imports_them():
+    outside = [path for path in CHECKED if ROOT / "tests" not in path.parents]
+    users = [
+        str(path.relative_to(ROOT))
+        for path in outside
+        for module, _ in imports(ast.parse(path.read_text()))
+        if module.split(".")[0] in ("tests", "conftest")
+    ]
+    assert users == []

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import installed, run_cli, serving
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.system
 
@@ -95,7 +94,7 @@ def test_the_registered_keras_model_serves_the_xor_table_over_rest(tracked):
 
 
 def test_the_registered_numpy_model_serves_through_pyfunc_over_rest(tracked):
-    from pipeline.backprop import MLP
+    from pipeline.core.backprop import MLP
 
     rows = [[*row, 1.0] for row in XOR]  # xor_bias: a constant third input
     predictions = served(tracked, "xor_bias_numpy", rows)

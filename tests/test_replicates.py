@@ -7,18 +7,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from omegaconf import OmegaConf
 
-from conftest import run_cli
-from pipeline import convergence, data
+from pipeline.core import convergence, data
 
 
 def standalone_and_replicated(cfg, copies: int):
     """Per-epoch losses of `copies` standalone runs (seeds s, s+1, ...) and of one replicated run."""
-    from pipeline import models
-    from pipeline.engines.replicated import StackedMLP
-    from pipeline.replicates import fit_replicates
-    from pipeline.train import fit_model
+    from pipeline.core import keras_mlp as models
+    from pipeline.core.engines.replicated import StackedMLP
+    from pipeline.stages.replicates import fit_replicates
+    from pipeline.stages.train import fit_model
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     dataset = data.load(data.csv_path(plain))
@@ -118,7 +118,7 @@ def test_replicated_cli_run_writes_statistics_and_logs_them(tmp_path, make_confi
     ],
 )
 def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overrides, key, refused):
-    from pipeline import train
+    from pipeline.stages import train
 
     make_config("dataset=xor")
     code, error = refused(train.main, "experiment=xor_relu16", *overrides, f"paths.root={tmp_path}")
@@ -150,7 +150,7 @@ def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
 
 
 def test_unknown_claim_kind_is_a_one_line_error(tmp_path, refused):
-    from pipeline import claims
+    from pipeline.stages import claims
 
     code, err = refused(claims.main, "claims.0.kind=luckiest", f"paths.root={tmp_path}")
     assert code == 2 and err.strip() == (
@@ -165,7 +165,7 @@ def test_unknown_claim_kind_is_a_one_line_error(tmp_path, refused):
     [(233, "consistent"), (256, "consistent"), (200, "optimistic"), (8, "optimistic"), (1, "contradicted")],
 )
 def test_a_single_net_verdict_uses_the_95_percent_interval_of_its_share(hits, expected):
-    from pipeline.claims import judged
+    from pipeline.stages.claims import judged
 
     holds = pd.Series(np.arange(2000) % 1000 < hits)  # the same share in seeds 0-999 and 1000-1999
     result = judged(holds, pd.Series(np.arange(2000)), {"consistent": 0.25, "contradicted": 0.01}, 2, paired_rule=False)
@@ -176,7 +176,7 @@ def test_a_single_net_verdict_uses_the_95_percent_interval_of_its_share(hits, ex
 
 
 def test_blocks_that_disagree_are_marked():
-    from pipeline.claims import judged
+    from pipeline.stages.claims import judged
 
     holds = pd.Series(np.r_[np.arange(1000) < 400, np.arange(1000) < 100])  # 40% in seeds 0-999, 10% after
     result = judged(holds, pd.Series(np.arange(2000)), {"consistent": 0.25, "contradicted": 0.01}, 2, paired_rule=False)

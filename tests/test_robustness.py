@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import compose_config, generated_copy
 from omegaconf import OmegaConf
 
-from conftest import compose_config, generated_copy
-from pipeline import evaluate, files, train
+from pipeline import files
+from pipeline.stages import evaluate, train
 
 
 def snapshot(folder):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from conftest import hydra_on_conf, run_sweep
 
 EPOCHS = 150
@@ -72,7 +71,7 @@ def test_cluster_launcher_presets_compose_onto_the_plugins_configs(launcher, tar
     ],
 )
 def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, monkeypatch):
-    from pipeline.sweeps import ThreadsPerJob
+    from pipeline.stages.sweeps import ThreadsPerJob
 
     cfg = with_hydra_config(*overrides)
     (callback,) = [c for c in cfg.hydra.callbacks.values() if c._target_.endswith("ThreadsPerJob")]
@@ -95,7 +94,7 @@ def test_a_parallel_job_gets_its_share_of_the_cores(overrides, cores, threads, m
 def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run(
     bad, message, tmp_path, make_config, monkeypatch, refused
 ):
-    from pipeline import train
+    from pipeline.stages import train
 
     make_config("dataset=xor")  # data/xor.csv under tmp_path
     monkeypatch.chdir(tmp_path)
@@ -108,7 +107,7 @@ def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run
 
 
 def test_every_job_of_a_sweep_is_checked_and_long_sweeps_check_each_value_once():
-    from pipeline.cli import MAX_CHECKED_JOBS, sweep_configs
+    from pipeline.config.overrides import MAX_CHECKED_JOBS, sweep_configs
 
     jobs = list(sweep_configs(["-m", "experiment=xor_relu16", "optimizer=adam,sgd", "trainer.seed=range(3)", "+tag=a,b"]))
     assert len(jobs) == 12
@@ -123,7 +122,7 @@ def test_every_job_of_a_sweep_is_checked_and_long_sweeps_check_each_value_once()
 
 
 def test_a_glob_over_a_group_sweeps_its_options_and_force_adds_of_existing_keys_pass():
-    from pipeline.cli import check_overrides, sweep_configs
+    from pipeline.config.overrides import check_overrides, sweep_configs
 
     args = ["-m", "optimizer=glob(*,exclude=sgd)", "++trainer.epochs=3,4"]
     check_overrides(args)  # ++ of an existing key overrides it: allowed

@@ -13,13 +13,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import mlflow_server, run_cli, run_sweep
 from mlflow.tracking import MlflowClient
 
-from conftest import mlflow_server, run_cli, run_sweep
 from pipeline.errors import DivergedError, TrackingError
+from pipeline.stages.train import train
 from pipeline.tracking import runs
 from pipeline.tracking.store import tracking_uri
-from pipeline.train import train
 
 XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 
@@ -99,7 +99,7 @@ def test_run_logs_params_history_artifacts_model_and_dataset(make_config, tmp_pa
 def test_numpy_engine_logs_a_registered_pyfunc_model_as_code_without_pickling(make_config, tmp_path, monkeypatch, capfd):
     import warnings
 
-    from pipeline.backprop import MLP
+    from pipeline.core.backprop import MLP
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = make_config("experiment=xor_bias_numpy", "trainer.epochs=10", "tracking.registered_model=xor_bias_numpy", tracking=True)
@@ -142,7 +142,7 @@ def training_under_way(root: Path) -> subprocess.Popen:
             [
                 sys.executable,
                 "-m",
-                "pipeline.train",
+                "pipeline.stages.train",
                 "experiment=xor_relu16",
                 "trainer.epochs=2000000",
                 "trainer.progress_every=2000",

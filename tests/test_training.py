@@ -8,14 +8,15 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 from omegaconf import OmegaConf
 
-from conftest import run_cli
-from pipeline import data, models
-from pipeline.backprop import MLP
-from pipeline.engines import Schedule
+from pipeline.core import data
+from pipeline.core import keras_mlp as models
+from pipeline.core.backprop import MLP
+from pipeline.core.engines import Schedule
 from pipeline.errors import DivergedError
-from pipeline.train import fit_model, train
+from pipeline.stages.train import fit_model, train
 
 
 def plain(cfg):
@@ -145,8 +146,8 @@ def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
 
 
 def test_a_run_replaces_another_engines_model_so_evaluation_reads_its_own(make_config, tmp_path):
-    from pipeline.evaluate import load_model
-    from pipeline.nets import KerasNet
+    from pipeline.core.nets import KerasNet
+    from pipeline.stages.evaluate import load_model
 
     out = tmp_path / "out"
     train(make_config("experiment=xor_bias_numpy", "trainer.epochs=20"), out=out)

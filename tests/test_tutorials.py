@@ -1,4 +1,4 @@
-"""The tutorials' own code (tests/tutorials/) against the project's runs with the same seeds."""
+"""The tutorials' own code (tutorials/) against the project's runs with the same seeds."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from omegaconf import OmegaConf
 
-from conftest import run_cli
-from pipeline import data
-from pipeline.train import fit_model
+from pipeline.core import data
+from pipeline.stages.train import fit_model
 from tutorials import keras_circles, keras_xor, numpy_xor
 
 SEEDS = (0, 1, 2)
@@ -71,9 +71,9 @@ def test_numpy_net_starts_from_the_tutorials_draws_and_ends_at_its_outputs(make_
 
 
 def test_replicate_copies_start_where_standalone_seeded_runs_start(make_config):
-    from pipeline import models
-    from pipeline.engines.numpy_backprop import numpy_weights
-    from pipeline.engines.replicated import StackedMLP
+    from pipeline.core import keras_mlp as models
+    from pipeline.core.engines.numpy_backprop import numpy_weights
+    from pipeline.core.engines.replicated import StackedMLP
 
     cfg = OmegaConf.to_container(make_config("experiment=xor_relu16x2"), resolve=True)
     stacked = StackedMLP(cfg["model"], 2, np.array([5, 6, 7]))
@@ -88,7 +88,7 @@ def test_replicate_copies_start_where_standalone_seeded_runs_start(make_config):
 
 
 def test_a_dataset_value_other_than_the_files_is_a_one_line_error(tmp_path, make_config, refused):
-    from pipeline import train
+    from pipeline.stages import train
 
     make_config("dataset=circles_heldout")  # data/circles_heldout.csv made with test_fraction 0.2
     code, err = refused(train.main, "experiment=circles_tanh4_heldout", "dataset.test_fraction=0", f"paths.root={tmp_path}")

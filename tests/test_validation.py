@@ -5,10 +5,10 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from conftest import files_under
-from pipeline import train
-from pipeline.generate import generate
+
+from pipeline.stages import train
+from pipeline.stages.generate import generate
 
 # (overrides, the key the one-line error must name)
 CASES = [
@@ -124,7 +124,7 @@ def test_a_good_override_passes_the_checks(workdir):
 
 
 def test_hydra_flags_and_their_values_are_not_taken_for_overrides():
-    from pipeline.cli import check_overrides
+    from pipeline.config.overrides import check_overrides
     from pipeline.errors import ConfigError
 
     check_overrides(["experiment=xor_relu16", "--cfg", "hydra", "-p", "hydra.launcher", "--config-name", "config"])

@@ -8,7 +8,7 @@ import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel
 
-from pipeline.backprop import MLP
+from pipeline.core.backprop import MLP
 
 
 class NumpyMLP(PythonModel):

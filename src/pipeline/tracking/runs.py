@@ -17,12 +17,12 @@ from typing import Any
 import mlflow
 import pandas as pd
 import yaml
-from mlflow.entities import Metric
 from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline import data
+from pipeline.core import data
 from pipeline.errors import TrackingError
 from pipeline.tracking import PARENT_RUN_ENV, models, store, watchdog
 

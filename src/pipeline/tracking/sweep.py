@@ -35,8 +35,7 @@ class SweepCallback(Callback):
         from mlflow.tracking import MlflowClient
         from omegaconf import OmegaConf
 
-        from pipeline.cli import resolved
-        from pipeline.sweeps import sweep_keys
+        from pipeline.config.overrides import resolved
         from pipeline.tracking import runs, store
 
         tracking, root = resolved(config.tracking), config.paths.root
@@ -77,7 +76,7 @@ class SweepCallback(Callback):
         import pandas as pd
         import yaml
 
-        from pipeline.sweeps import sweep_heatmap
+        from pipeline.core.plots import sweep_heatmap
 
         experiment_id = self.client.get_run(run_id).info.experiment_id
         children = self.client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'", max_results=10000)
@@ -114,3 +113,11 @@ class SweepCallback(Callback):
             if self.run_id and self.client.get_run(self.run_id).info.status == "RUNNING":
                 self.client.set_terminated(self.run_id, status)
         runs.release(self.watcher)
+
+
+def sweep_keys(overrides: list[str]) -> list[str]:
+    """The config keys a multirun sweeps over (those given several values), as flat param names."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.key_or_group for o in parsed if o.is_sweep_override()]

@@ -15,17 +15,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline import convergence, files
-from pipeline.cli import compose_config, raise_on_sigterm, report, resolved, skip_final_collection
+from pipeline import files
+from pipeline.config.overrides import compose_config, resolved
+from pipeline.core import convergence
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.stages import exit_with, raise_on_sigterm, skip_final_collection
 
 KINDS = ("converged_by", "faster_than", "slower_than", "outputs_near", "loss_at_most", "stable_from")
 
 
 def measure(cfg: dict[str, Any], experiment: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Train `experiment` as cfg['replicates'] copies (in this process); return its per-copy table and metrics."""
-    from pipeline import train
-    from pipeline.replicates import train_replicates
+    from pipeline.stages import train
+    from pipeline.stages.replicates import train_replicates
 
     overrides = [
         f"experiment={experiment}",
@@ -199,7 +201,7 @@ def markdown(
         "# The tutorials' claims, measured",
         "",
         f"Each experiment trained as {cfg['replicates']} copies seeded {cfg['seed']}..{cfg['seed'] + cfg['replicates'] - 1} "
-        f"(`python -m pipeline.claims`, {seconds:.0f} s); copy r starts from the weights the tutorial's code gets "
+        f"(`python -m pipeline.stages.claims`, {seconds:.0f} s); copy r starts from the weights the tutorial's code gets "
         "after `keras.utils.set_random_seed(r)` (`np.random.seed(r)` for the numpy net). A copy that never reaches "
         "100% training accuracy is censored at the last epoch, never dropped; epochs are Kaplan-Meier median [quartiles].",
         "",
@@ -257,7 +259,7 @@ def picture(
     path: Path,
 ) -> None:
     """reports/claims.png: one panel per claim, the tutorial's figure marked on the measured distribution."""
-    from pipeline import plots
+    from pipeline.core import plots
 
     fig, axes = plots.plt.subplots(2, 3, figsize=(18, 9))
     for ax, claim in zip(axes.ravel(), claims):
@@ -354,7 +356,7 @@ def main() -> None:
         cfg = resolved(compose_config(sys.argv[1:], config_name="claims"))
         run(cfg)
     except PipelineError as error:
-        report(error)
+        exit_with(error)
 
 
 if __name__ == "__main__":

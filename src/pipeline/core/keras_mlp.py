@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
-from hydra.utils import instantiate
 from keras import layers, ops
 
-from pipeline.config import initializer_specs, layer_specs, parameter_shapes
-from pipeline.engines import Progress
+from pipeline.core.progress import Progress
+from pipeline.core.spec import initializer_specs, layer_specs, parameter_shapes
 
 
 @keras.saving.register_keras_serializable(package="pipeline")
@@ -34,8 +34,8 @@ def build(model_cfg: Mapping[str, Any], n_features: int) -> keras.Sequential:
                 units=spec["units"],
                 activation=spec["activation"],
                 use_bias=model_cfg.get("use_bias", True),
-                kernel_initializer=_plain(model_cfg["kernel_initializer"]),
-                bias_initializer=_plain(model_cfg["bias_initializer"]),
+                kernel_initializer=model_cfg["kernel_initializer"],
+                bias_initializer=model_cfg["bias_initializer"],
                 name=f"dense_{i}",
             )
         )
@@ -65,7 +65,7 @@ def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seeds: Sequen
     specs, created = initializer_specs(model_cfg), []
     for done, seed in enumerate(seeds, 1):
         keras.utils.set_random_seed(int(seed))
-        created.append([keras.initializers.get(_plain(spec)) for spec in specs])
+        created.append([keras.initializers.get(spec) for spec in specs])
         seeding.count(done, final=done == len(seeds))
     shapes = parameter_shapes(model_cfg, n_features)
     drawing, weights = Progress(len(seeds), "initial weights: drawing", unit="copy"), []
@@ -76,16 +76,19 @@ def initial_weights(model_cfg: Mapping[str, Any], n_features: int, seeds: Sequen
 
 
 def make_loss(loss_cfg: Mapping[str, Any]) -> keras.losses.Loss:
-    """Instantiate the configured Keras loss."""
-    return instantiate(loss_cfg)
+    """The configured Keras loss."""
+    return keras_object(loss_cfg)
 
 
 def make_optimizer(optimizer_cfg: Mapping[str, Any]) -> keras.optimizers.Optimizer:
-    """Instantiate the configured Keras optimizer."""
-    return instantiate(optimizer_cfg)
+    """The configured Keras optimizer."""
+    return keras_object(optimizer_cfg)
 
 
-def _plain(value: Any) -> Any:
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+def keras_object(spec: Mapping[str, Any]) -> Any:
+    """The class `_target_` names, called with the other keys: what Hydra's instantiate does with a flat entry.
 
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+    By hand because the core imports no Hydra, and Keras's deserializer finds our own loss only by its registered name.
+    """
+    module, name = spec["_target_"].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)(**{key: value for key, value in spec.items() if key != "_target_"})

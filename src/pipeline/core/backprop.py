@@ -45,7 +45,7 @@ class Cost:
     @classmethod
     def from_config(cls, loss_cfg: dict) -> Cost:
         """The cost a `conf/loss` entry describes, with its Keras class's default reduction."""
-        from pipeline.config import LOSSES
+        from pipeline.core.spec import LOSSES
 
         name = LOSSES[loss_cfg["_target_"]]
         default = "sum" if name == "half_squared_error" else "sum_over_batch_size"

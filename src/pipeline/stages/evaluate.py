@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import config, data, files, nets, plots
-from pipeline.cli import hydra_app, resolved
-from pipeline.engines import Net
+from pipeline import files
+from pipeline.config import checks as config
+from pipeline.config.overrides import resolved
+from pipeline.core import data, nets, plots
+from pipeline.core.nets import Net
 from pipeline.errors import DataError
+from pipeline.stages import hydra_app
 
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
 
@@ -48,7 +51,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataError(path, "no such file; train first (`dvc repro` or `python -m pipeline.train`)") from None
+        raise DataError(path, "no such file; train first (`dvc repro` or `python -m pipeline.stages.train`)") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise DataError(path, "not readable JSON; train again to write it") from None
     if not isinstance(value, dict):

@@ -2,7 +2,7 @@
 
 The claims report compares the compiled engine's epoch-1 accuracies (its own shuffle) with these
 (Keras's `model.fit` shuffle) by a two-sample KS test. ~1 s a seed, so N processes share the seeds.
-Usage: python tests/tutorials/reference.py [seeds] [out.csv]
+Usage: python tutorials/reference.py [seeds] [out.csv]
 """
 
 from __future__ import annotations

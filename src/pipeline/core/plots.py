@@ -13,10 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window: runs headless in DVC stages and CI
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.data import Dataset  # noqa: E402
+from pipeline.core.data import Dataset  # noqa: E402
+from pipeline.core.nets import Predict  # noqa: E402
 from pipeline.files import atomic_path  # noqa: E402
 
 # No software/date stamps, so the same data give byte-identical PNGs.
@@ -48,9 +50,6 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png", metadata=PNG_METADATA)
     plt.close(fig)
-
-
-Predict = Callable[[np.ndarray], np.ndarray]  # features (n, d) -> P(class 1), shape (n,) or (n, 1)
 
 
 @dataclass(frozen=True)
@@ -197,3 +196,18 @@ def convergence(table: pd.DataFrame, km, epochs: int, title: str, path: str | Pa
     axes[3].bar([f"{v:.0%}" if len(values) <= 8 else f"{v:.3f}" for v in values], counts, color="tab:orange")
     axes[3].set(xlabel="final training accuracy", ylabel="copies", title="final accuracy")
     save_figure(fig, path)
+
+
+def sweep_heatmap(table: pd.DataFrame, rows: str, columns: str, metric: str) -> Figure:
+    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
+    grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
+    fig, ax = plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+    ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
+    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
+        ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize=8)
+    ax.set(xlabel=columns, ylabel=rows, title=f"median {metric}")
+    fig.colorbar(image, ax=ax, label=metric)
+    fig.tight_layout()
+    return fig

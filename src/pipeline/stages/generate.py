@@ -6,8 +6,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from pipeline import data, plots
-from pipeline.cli import hydra_app, resolved
+from pipeline.config.overrides import resolved
+from pipeline.core import data, plots
+from pipeline.stages import hydra_app
 
 
 def generate(dataset_cfg: dict, data_dir: str | Path) -> tuple[Path, Path]:

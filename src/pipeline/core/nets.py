@@ -1,4 +1,4 @@
-"""Trained models, Keras or numpy, as `engines.Net`: probabilities, hidden activations, metrics, files.
+"""Trained models, Keras or numpy, as one `Net`: probabilities, hidden activations, metrics, files.
 
 Prediction, evaluation, plots and tracking use `Net` only; these two adapters are the one place that knows
 which kind of model a run holds.
@@ -6,15 +6,41 @@ which kind of model a run holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline import files
-from pipeline.backprop import MLP, Cost, sigmoid
-from pipeline.engines import Net, Predict
+from pipeline.core.backprop import MLP, Cost, sigmoid
 from pipeline.errors import DataError
+
+Predict = Callable[[np.ndarray], np.ndarray]  # features (n, d) -> P(class 1), shape (n,) or (n, 1)
+
+
+class Net(Protocol):
+    """A trained model, Keras or numpy (adapters in pipeline.core.nets), as prediction, evaluation and plots use it."""
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """P(class 1) for each row of `x`, shape (n, 1), in one batched call."""
+        ...
+
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        """The first hidden layer's activations, (n, units)."""
+        ...
+
+    def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """The configured loss and the binary accuracy on (x, y), from one forward pass."""
+        ...
+
+    def at(self, weights: list[np.ndarray]) -> Predict:
+        """The probabilities of this net with other weights (a snapshot), in Keras's get_weights() order."""
+        ...
+
+    def save(self, folder: Path) -> Path:
+        """Write the model file into `folder`, atomically; return its path."""
+        ...
 
 
 def _accuracy(probability: np.ndarray, y: np.ndarray) -> float:
@@ -41,7 +67,7 @@ class KerasNet:
         return np.asarray(self.model.layers[0](np.asarray(x, np.float32)))
 
     def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        from pipeline import models
+        from pipeline.core import keras_mlp as models
 
         out = self.model(np.asarray(x, np.float32), training=False)
         loss = models.make_loss(loss_cfg)(y, out)
@@ -71,7 +97,7 @@ class KerasNet:
         from pipeline import import_keras
 
         keras = import_keras()
-        import pipeline.models  # noqa: F401  (registers the custom loss a compiled model may name)
+        import pipeline.core.keras_mlp  # noqa: F401  (registers the custom loss a compiled model may name)
 
         try:
             return cls(keras.saving.load_model(path, safe_mode=True), from_logits)
@@ -124,4 +150,4 @@ def load(folder: Path, from_logits: bool = False) -> Net:
     for kind in KINDS:
         if (folder / kind.FILE).is_file():
             return kind.load(folder / kind.FILE, from_logits)
-    raise DataError(folder / KerasNet.FILE, "no such model file; train first (`dvc repro` or `python -m pipeline.train`)")
+    raise DataError(folder / KerasNet.FILE, "no such model file; train first (`dvc repro` or `python -m pipeline.stages.train`)")

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import importlib
 import math
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -22,7 +19,8 @@ import numpy as np
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipeline.data import Dataset
+    from pipeline.core.data import Dataset
+    from pipeline.core.nets import Net
 
 COLUMNS = ("loss", "accuracy", "test_loss", "test_accuracy")
 
@@ -87,55 +85,6 @@ def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
     return (0, *map(int, spaced))
 
 
-PLURALS = {"copy": "copies"}
-
-
-class Progress:
-    """A line at most once a second while training (epoch, rate, ETA; copies: median loss, share at 100%).
-
-    Quiet on short runs: nothing is printed before `interval` seconds have passed. `unit` names what is
-    counted: epochs, or the copies whose initial weights a large replicated run creates first.
-    """
-
-    def __init__(self, epochs: int, label: str, interval: float = 1.0, unit: str = "epoch") -> None:
-        self.epochs, self.label, self.interval, self.unit = epochs, label, interval, unit
-        self.start = self.last = time.perf_counter()
-        self.printed = False
-
-    def update(self, epoch: int, loss: Any, accuracy: Any, final: bool = False) -> None:
-        """Report the state after `epoch`; `loss` and `accuracy` are numbers, or one value per copy."""
-        if not self.due(final):
-            return
-        if np.ndim(loss):
-            state = f"median loss {np.median(loss):.4g}  copies at 100% {np.mean(np.asarray(accuracy) >= 1.0):.1%}"
-        else:
-            state = f"loss {float(loss):.4g}  accuracy {float(accuracy):.3f}"
-        self.show(epoch, f"  {state}", final)
-
-    def count(self, done: int, final: bool = False) -> None:
-        """Report `done` units of the total, with no state (a long preparation)."""
-        if self.due(final):
-            self.show(done, "", final)
-
-    def due(self, final: bool) -> bool:
-        now = time.perf_counter()
-        if now - self.last < self.interval and not (final and self.printed):
-            return False
-        self.last, self.printed = now, True
-        return True
-
-    def show(self, done: int, state: str, final: bool) -> None:
-        elapsed = self.last - self.start
-        rate = done / elapsed if elapsed > 0 else float("inf")
-        eta = "" if final or done >= self.epochs else f", ETA {(self.epochs - done) / rate:.0f} s"
-        units = PLURALS.get(self.unit, f"{self.unit}s")
-        print(
-            f"[{self.label}] {self.unit} {done}/{self.epochs}{state}  ({elapsed:.1f} s, {rate:.3g} {units}/s{eta})",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def schedule_from(trainer_cfg: Mapping[str, Any]) -> Schedule:
     """The training schedule the `trainer` config group describes."""
     return Schedule(
@@ -148,33 +97,6 @@ def schedule_from(trainer_cfg: Mapping[str, Any]) -> Schedule:
         max_weight=float(trainer_cfg["max_weight"]),
         snapshot_epochs=snapshot_epochs(trainer_cfg["epochs"], trainer_cfg["snapshots"]),
     )
-
-
-Predict = Callable[[np.ndarray], np.ndarray]
-
-
-class Net(Protocol):
-    """A trained model, Keras or numpy (adapters in pipeline.nets), as prediction, evaluation and plots use it."""
-
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """P(class 1) for each row of `x`, shape (n, 1), in one batched call."""
-        ...
-
-    def hidden(self, x: np.ndarray) -> np.ndarray:
-        """The first hidden layer's activations, (n, units)."""
-        ...
-
-    def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """The configured loss and the binary accuracy on (x, y), from one forward pass."""
-        ...
-
-    def at(self, weights: list[np.ndarray]) -> Predict:
-        """The probabilities of this net with other weights (a snapshot), in Keras's get_weights() order."""
-        ...
-
-    def save(self, folder: Path) -> Path:
-        """Write the model file into `folder`, atomically; return its path."""
-        ...
 
 
 @dataclass
@@ -213,7 +135,11 @@ class Engine(Protocol):
 
 
 # name -> module; imported on first use, so choosing `numpy` or `fit` never traces graphs it does not need.
-ENGINES = {"compiled": "pipeline.engines.compiled", "fit": "pipeline.engines.fit", "numpy": "pipeline.engines.numpy_backprop"}
+ENGINES = {
+    "compiled": "pipeline.core.engines.compiled",
+    "fit": "pipeline.core.engines.fit",
+    "numpy": "pipeline.core.engines.numpy_backprop",
+}
 MANY_COPIES = ("compiled", "numpy")  # the engines that train replicates (checked before TensorFlow starts)
 
 

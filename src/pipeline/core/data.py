@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import files
+from pipeline.core import memory
 from pipeline.errors import ConfigError, DataError
-from pipeline import files, memory
 from pipeline.files import atomic_path
 from pipeline.values import MAX_SEED, is_int, is_real
 
@@ -175,7 +176,7 @@ def check_record(dataset_cfg: Mapping[str, Any], csv: Path) -> None:
         raise DataError(record, problem) from None
     for key in sorted(set(dataset_cfg) | set(made_with)):
         if dataset_cfg.get(key) != made_with.get(key):
-            regenerate = f"python -m pipeline.generate dataset={dataset_cfg['name']} dataset.{key}=... paths.data=DIR"
+            regenerate = f"python -m pipeline.stages.generate dataset={dataset_cfg['name']} dataset.{key}=... paths.data=DIR"
             raise ConfigError(
                 f"dataset.{key}",
                 dataset_cfg.get(key),
@@ -210,7 +211,7 @@ def load(path: str | Path, name: str | None = None) -> Dataset:
     """Read a dataset CSV; without a test split, test is the training set (the 4-row tables)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "no such data file; run `dvc repro` or `python -m pipeline.generate` first")
+        raise DataError(path, "no such data file; run `dvc repro` or `python -m pipeline.stages.generate` first")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline import data, engines, files
+from pipeline import files
+from pipeline.core import data, engines
+from pipeline.core.spec import LOSSES, initializer_name, layer_specs
 from pipeline.errors import ConfigError
 from pipeline.values import MAX_SEED, is_int, is_real
 
@@ -27,11 +29,6 @@ INITIALIZERS = (
     "zeros",
     "ones",
 )
-LOSSES = {
-    "keras.losses.MeanSquaredError": "mean_squared_error",
-    "keras.losses.BinaryCrossentropy": "binary_crossentropy",
-    "pipeline.models.HalfSquaredError": "half_squared_error",
-}
 OPTIMIZERS = {
     "keras.optimizers.Adam": "adam",
     "keras.optimizers.SGD": "sgd",
@@ -52,35 +49,6 @@ NUMPY_INITIALIZERS = (
     "constant",
 )
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
-
-
-def layer_specs(model_cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Every Dense layer's {units, activation}, hidden layers first, output last."""
-    return [*model_cfg["hidden"], model_cfg["output"]]
-
-
-def parameter_shapes(model_cfg: Mapping[str, Any], n_features: int) -> list[tuple[int, ...]]:
-    """Kernel (n_in, units) and bias (units,) shapes per layer, in get_weights() order."""
-    shapes: list[tuple[int, ...]] = []
-    n_in = n_features
-    for spec in layer_specs(model_cfg):
-        shapes.append((n_in, spec["units"]))
-        if model_cfg.get("use_bias", True):
-            shapes.append((spec["units"],))
-        n_in = spec["units"]
-    return shapes
-
-
-def initializer_specs(model_cfg: Mapping[str, Any]) -> list[Any]:
-    """Kernel then bias initializer per layer, in get_weights() order (the order Dense creates them)."""
-    per_layer = [model_cfg["kernel_initializer"], model_cfg["bias_initializer"]][: 2 if model_cfg.get("use_bias", True) else 1]
-    return per_layer * len(layer_specs(model_cfg))
-
-
-def initializer_name(spec: Any) -> str:
-    """`glorot_uniform` for "glorot_uniform" or {class_name: GlorotUniform, ...}."""
-    name = spec.get("class_name", "") if isinstance(spec, Mapping) else str(spec)
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def check_results_folder(results: str, folder: str | Path | None = None) -> None:

@@ -12,11 +12,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config, data, files, import_keras, memory
-from pipeline.cli import CONF_DIR, hydra_app, resolved
-from pipeline.engines import History, Net, schedule_from, train_one
+from pipeline import files, import_keras
+from pipeline.config import checks as config
+from pipeline.config.overrides import CONF_DIR, resolved
+from pipeline.core import data, memory
+from pipeline.core.engines import History, schedule_from, train_one
+from pipeline.core.nets import Net
 from pipeline.errors import ConfigError, DivergedError
-
+from pipeline.stages import hydra_app
 
 # What a training run and its evaluation write into results/<name>/: a new run replaces all of it
 RUN_FILES: tuple[str, ...] = ("model.*", "history.csv", "snapshots.npz", "metrics.json", "timing.json", "run.json")
@@ -88,7 +91,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     with files.staged(out, RUN_FILES) as stage, tracked_run(cfg) as run_id:
         import_keras()
         if plain["trainer"]["replicates"] > 1:
-            from pipeline.replicates import train_replicates
+            from pipeline.stages.replicates import train_replicates
 
             return train_replicates(plain, dataset, stage, run_id, final=out)
         model, history = fit_model(plain, dataset)
@@ -139,7 +142,7 @@ def run(cfg: DictConfig) -> float:
 
     metrics = train(cfg)
     if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.evaluate_multirun_jobs and cfg.trainer.replicates == 1:
-        from pipeline.evaluate import evaluate_folder
+        from pipeline.stages.evaluate import evaluate_folder
 
         evaluate_folder(resolved(cfg), output_dir(cfg))
     if cfg.objective not in metrics:

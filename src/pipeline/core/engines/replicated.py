@@ -17,11 +17,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.config import layer_specs
-from pipeline.data import Dataset
-from pipeline.engines import Progress, Replicates, Schedule
-from pipeline.engines.exact_sigmoid import standalone_sigmoid
-from pipeline.models import initial_weights
+from pipeline.core.data import Dataset
+from pipeline.core.progress import Progress
+from pipeline.core.engines import Replicates, Schedule
+from pipeline.core.engines.exact_sigmoid import standalone_sigmoid
+from pipeline.core.keras_mlp import initial_weights
+from pipeline.core.spec import layer_specs
 
 tf.get_logger().setLevel(logging.ERROR)
 

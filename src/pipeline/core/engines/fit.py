@@ -8,8 +8,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Replicates, Schedule, Trained, check_copies, diverged
+from pipeline.core.data import Dataset
+from pipeline.core.progress import Progress
+from pipeline.core.engines import History, Replicates, Schedule, Trained, check_copies, diverged
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -66,8 +67,8 @@ class StopAtConvergence(keras.callbacks.Callback):
 
 def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
     """The engine: `model.fit` on a Keras model seeded as a standalone run (one copy only)."""
-    from pipeline import models
-    from pipeline.nets import KerasNet
+    from pipeline.core import keras_mlp as models
+    from pipeline.core.nets import KerasNet
 
     check_copies("fit", copies)
     model = models.seeded_model(cfg["model"], dataset.n_features, schedule.seed)

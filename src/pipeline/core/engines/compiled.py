@@ -12,8 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Replicates, Schedule, Trained
+from pipeline.core.data import Dataset
+from pipeline.core.progress import Progress
+from pipeline.core.engines import History, Replicates, Schedule, Trained
 
 # Each run traces its own loop for its own model; TensorFlow's retracing advice does not apply.
 tf.get_logger().setLevel(logging.ERROR)
@@ -112,8 +113,8 @@ def one_op_at_a_time() -> None:
 
 def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
     """The engine: a Keras model trained by `CompiledLoop`, or `copies` > 1 stacked copies by the replicated loop."""
-    from pipeline import models
-    from pipeline.nets import KerasNet
+    from pipeline.core import keras_mlp as models
+    from pipeline.core.nets import KerasNet
 
     if copies == 1:
         one_op_at_a_time()
@@ -121,7 +122,7 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     from_logits = bool(cfg["loss"].get("from_logits"))
     threshold = 0.0 if from_logits else 0.5
     if copies > 1:
-        from pipeline.engines import replicated
+        from pipeline.core.engines import replicated
 
         tf.config.experimental.enable_op_determinism()
         return replicated.train(cfg["model"], loss, optimizer, dataset, schedule, copies, threshold)

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import convergence, data, files
-from pipeline.engines import Replicates, schedule_from, train_copies
+from pipeline import files
+from pipeline.core import convergence, data
+from pipeline.core.engines import Replicates, schedule_from, train_copies
 from pipeline.errors import DivergedError
 
 
@@ -24,7 +25,7 @@ def save_outputs(
     out: Path, replicates: Replicates, table: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any]
 ) -> list[Path]:
     """Write replicates.csv, history.csv (per-epoch bands), metrics.json, timing.json, weights.npz and the plot."""
-    from pipeline import plots
+    from pipeline.core import plots
 
     with files.atomic_path(out / "replicates.csv") as tmp:
         table.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")

@@ -1,4 +1,4 @@
-"""Hydra sweeps: thread shares for parallel jobs, the swept keys, the heatmap of a two-key sweep (for tracking.sweep)."""
+"""Hydra sweeps: each parallel job's share of the cores for TensorFlow's thread pools."""
 
 from __future__ import annotations
 
@@ -47,30 +47,3 @@ def joblib_workers(launcher: Any, cores: int) -> int:
     """How many worker processes joblib's launcher runs: n_jobs, or with joblib's rule for negatives (-1: every core)."""
     n_jobs = launcher.get("n_jobs") or -1
     return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
-
-
-def sweep_heatmap(table: Any, rows: str, columns: str, metric: str) -> Any:
-    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
-    import numpy as np
-
-    from pipeline import plots
-
-    grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
-    fig, ax = plots.plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
-    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
-    ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
-    for (i, j), value in np.ndenumerate(grid.to_numpy(dtype=float)):
-        ax.text(j, i, f"{value:.3g}", ha="center", va="center", color="w", fontsize=8)
-    ax.set(xlabel=columns, ylabel=rows, title=f"median {metric}")
-    fig.colorbar(image, ax=ax, label=metric)
-    fig.tight_layout()
-    return fig
-
-
-def sweep_keys(overrides: list[str]) -> list[str]:
-    """The config keys a multirun sweeps over (those given several values), as flat param names."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return [o.key_or_group for o in parsed if o.is_sweep_override()]

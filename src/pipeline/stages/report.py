@@ -8,8 +8,10 @@ from typing import Any
 
 import yaml
 
-from pipeline import config, files
-from pipeline.cli import compose_config, resolved
+from pipeline import files
+from pipeline.core import data
+from pipeline.core.spec import layer_specs
+from pipeline.config.overrides import compose_config, resolved
 from pipeline.errors import DataError
 
 COLUMNS = [
@@ -29,7 +31,7 @@ COLUMNS = [
 
 def architecture(cfg: dict[str, Any], n_features: int) -> str:
     """`2-16relu-1sigmoid`: inputs, then units and activation of each layer."""
-    layers = config.layer_specs(cfg["model"])
+    layers = layer_specs(cfg["model"])
     return "-".join([str(n_features)] + [f"{spec['units']}{spec['activation']}" for spec in layers])
 
 
@@ -38,7 +40,7 @@ def row(name: str, root: Path) -> list[str]:
     cfg = resolved(compose_config([f"experiment={name}", f"paths.root={root}", f"paths.results={root / 'results'}"]))
     folder = Path(cfg["paths"]["results"]) / name
     metrics, timing, evaluation = (_read(folder / f) for f in ("metrics.json", "timing.json", "evaluation.json"))
-    n_features = 3 if cfg["dataset"]["name"] == "xor_bias" else 2
+    n_features = data.load_configured(cfg).n_features
     optimizer = cfg["optimizer"]["_target_"].rsplit(".", 1)[-1]
     thumbnail = f'<img src="../results/{name}/plots/decision_boundary.png" width="180">'
     return [
@@ -80,15 +82,15 @@ def _read(path: Path) -> dict[str, Any]:
 
 def main() -> None:
     """Write reports/summary.md for the experiments listed in params.yaml."""
-    from pipeline.cli import report as report_error
     from pipeline.errors import PipelineError
+    from pipeline.stages import exit_with
 
     root = Path.cwd()
     names = list(yaml.safe_load((root / "params.yaml").read_text())["experiments"])
     try:
         text = summary(names, root)
     except PipelineError as error:
-        report_error(error)
+        exit_with(error)
     files.write_text(root / "reports" / "summary.md", text)
     print(f"wrote reports/summary.md ({len(names)} experiments)")
 

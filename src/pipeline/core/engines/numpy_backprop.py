@@ -1,4 +1,4 @@
-"""The numpy engine: mini-batch gradient descent by hand-written backprop (pipeline.backprop), one loop over copies.
+"""The numpy engine: mini-batch gradient descent by hand-written backprop (pipeline.core.backprop), one loop over copies.
 
 Every array carries a leading copy axis; copy r starts from the weights numpy draws after `np.random.seed(seed + r)`
 (as the numpy tutorial draws them) and shuffles with its own generator, so a single run is simply one copy.
@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.backprop import MLP, Cost, predicted_class
-from pipeline.config import initializer_name, initializer_specs, layer_specs, parameter_shapes
-from pipeline.data import Dataset
-from pipeline.engines import History, Progress, Replicates, Schedule, Trained
+from pipeline.core.backprop import MLP, Cost, predicted_class
+from pipeline.core.data import Dataset
+from pipeline.core.progress import Progress
+from pipeline.core.engines import History, Replicates, Schedule, Trained
+from pipeline.core.spec import initializer_name, initializer_specs, layer_specs, parameter_shapes
 
 
 def initial_parameters(model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> tuple[list[np.ndarray], bool, list[str]]:
@@ -79,7 +80,7 @@ def probabilities(mlp: MLP, cost: Cost, x: np.ndarray) -> np.ndarray:
 
 def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
     """Train `copies` copies seeded schedule.seed, +1, ... with plain gradient descent; metrics as Keras's fit reports them."""
-    from pipeline.nets import NumpyNet
+    from pipeline.core.nets import NumpyNet
 
     seeds = schedule.seed + np.arange(copies)
     mlp = MLP.from_parameters(*initial_parameters(cfg["model"], dataset.n_features, seeds))
