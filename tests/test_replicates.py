@@ -16,7 +16,7 @@ from pipeline.core import convergence, data
 def standalone_and_replicated(cfg, copies: int):
     """Per-epoch losses of `copies` standalone runs (seeds s, s+1, ...) and of one replicated run."""
     from pipeline.core import keras_mlp as models
-    from pipeline.core.engines.replicated import StackedMLP
+    from pipeline.core.engines.compiled import StackedMLP
     from pipeline.stages.replicates import fit_replicates
     from pipeline.stages.train import fit_model
 

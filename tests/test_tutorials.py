@@ -73,7 +73,7 @@ def test_numpy_net_starts_from_the_tutorials_draws_and_ends_at_its_outputs(make_
 def test_replicate_copies_start_where_standalone_seeded_runs_start(make_config):
     from pipeline.core import keras_mlp as models
     from pipeline.core.engines.numpy_backprop import numpy_weights
-    from pipeline.core.engines.replicated import StackedMLP
+    from pipeline.core.engines.compiled import StackedMLP
 
     cfg = OmegaConf.to_container(make_config("experiment=xor_relu16x2"), resolve=True)
     stacked = StackedMLP(cfg["model"], 2, np.array([5, 6, 7]))

@@ -21,7 +21,8 @@ from pipeline.files import atomic_path
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):  # exp(-z) = inf for a diverged net's z < -709: 1 / inf = 0, the right limit
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 # name -> (f(z), f'(z) written with a = f(z) where that is the textbook form)

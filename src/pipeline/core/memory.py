@@ -10,7 +10,7 @@ from pipeline.errors import ConfigError
 
 FLOAT = 4  # float32 bytes; the numpy engine's float64 is covered by the factors below
 ROW_BYTES = 200  # per data point while generating and loading: float64 arrays, the CSV text, pandas frames
-CHUNK = 65_536  # rows per forward pass over a whole split (engines evaluate in chunks)
+CHUNK = 65_536  # rows per forward pass over a whole split: the engines' memory stays copies x CHUNK x units
 
 
 def available_bytes() -> int:

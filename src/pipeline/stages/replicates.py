@@ -11,18 +11,21 @@ import pandas as pd
 
 from pipeline import files
 from pipeline.core import convergence, data
-from pipeline.core.engines import Replicates, schedule_from, train_copies
+from pipeline.core import engines
+from pipeline.core.engines import Trained, schedule_from
 from pipeline.errors import DivergedError
 
 
-def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Replicates:
-    """Train `trainer.replicates` copies at once with the configured engine; return their Replicates."""
+def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Trained:
+    """Train `trainer.replicates` copies at once with the configured engine; their columns in float32, as Keras's."""
     trainer = cfg["trainer"]
-    return train_copies(cfg, dataset, schedule_from(trainer | {"snapshots": 0}), trainer["replicates"])
+    trained = engines.train(cfg, dataset, schedule_from(trainer | {"snapshots": 0}), trainer["replicates"])
+    trained.columns = {name: values.astype(np.float32) for name, values in trained.columns.items()}
+    return trained
 
 
 def save_outputs(
-    out: Path, replicates: Replicates, table: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any]
+    out: Path, replicates: Trained, table: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any]
 ) -> list[Path]:
     """Write replicates.csv, history.csv (per-epoch bands), metrics.json, timing.json, weights.npz and the plot."""
     from pipeline.core import plots

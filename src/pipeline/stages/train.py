@@ -16,7 +16,8 @@ from pipeline import files, import_keras
 from pipeline.config import checks as config
 from pipeline.config.overrides import CONF_DIR, resolved
 from pipeline.core import data, memory
-from pipeline.core.engines import History, schedule_from, train_one
+from pipeline.core import engines
+from pipeline.core.engines import History, schedule_from
 from pipeline.core.nets import Net
 from pipeline.errors import ConfigError, DivergedError
 from pipeline.stages import hydra_app
@@ -28,8 +29,8 @@ RUN_FILES += ("replicates.csv", "weights.npz", "predictions.csv", "evaluation.js
 
 def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Net, History]:
     """Train one copy of the configured model with the configured engine; return (model, history)."""
-    trained = train_one(cfg, dataset, schedule_from(cfg["trainer"]))
-    return trained.model, trained.history
+    trained = engines.train(cfg, dataset, schedule_from(cfg["trainer"]))
+    return trained.net(0), trained.history(0)
 
 
 def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, history: History) -> dict[str, Any]:

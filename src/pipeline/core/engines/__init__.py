@@ -1,16 +1,15 @@
-"""Training engines: the same model, loss and optimizer, three loops (compiled graph, Keras fit, numpy).
+"""Training engines: one loop per backend (a compiled graph, numpy), and Keras's `fit` as the reference.
 
 Every engine answers one call, `train(cfg, dataset, schedule, copies)`: it trains `copies` copies of the
-configured model seeded schedule.seed, schedule.seed + 1, ...; a single run is one copy and comes back as a
-`Trained` (model and history), several as `Replicates`. `engine(name)` is the one place that maps a name
-to its engine.
+configured model seeded schedule.seed, schedule.seed + 1, ... in one loop, and a single run is one copy.
+All return a `Trained`. `engine(name)` is the one place that maps a name to its engine.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -72,11 +71,6 @@ class History:
             self.columns[name].extend(float(v) for v in np.ravel(series))
 
 
-def diverged(loss: float, weights: list[np.ndarray], max_weight: float) -> bool:
-    """A NaN or infinite loss, or a weight beyond `max_weight` (saturated nets never reach NaN)."""
-    return not np.isfinite(loss) or max(float(np.max(np.abs(w))) for w in weights) > max_weight
-
-
 def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
     """0 and about `count` log-spaced epochs up to `epochs` (boundary evolution frames)."""
     if count <= 0:
@@ -99,25 +93,32 @@ def schedule_from(trainer_cfg: Mapping[str, Any]) -> Schedule:
     )
 
 
+def diverged(loss: Any, largest_weight: Any, max_weight: float) -> Any:
+    """A NaN or infinite loss, or a weight beyond `max_weight` (saturated nets never reach NaN); numpy or TensorFlow."""
+    return (loss != loss) | (abs(loss) == np.inf) | (largest_weight > max_weight)
+
+
+def final_values(metrics: Callable[[np.ndarray, np.ndarray], Any], dataset: Dataset) -> dict[str, np.ndarray]:
+    """train_loss, train_accuracy, test_loss, test_accuracy, one value per copy, from `metrics(x, y)` = (loss, accuracy)."""
+    splits = {"train": (dataset.x_train, dataset.y_train), "test": (dataset.x_test, dataset.y_test)}
+    return {
+        f"{split}_{name}": value for split, (x, y) in splits.items() for name, value in zip(("loss", "accuracy"), metrics(x, y))
+    }
+
+
 @dataclass
 class Trained:
-    """One trained copy: the model (behind the `Net` interface) and its history."""
-
-    model: Net
-    history: History
-
-
-@dataclass
-class Replicates:
-    """Per-copy results: per-epoch columns [epochs, copies], final metrics and train-set predictions, weights."""
+    """An engine's copies (a single run is one): per-epoch columns [epochs, copies], final values, weights, models."""
 
     seeds: np.ndarray
     columns: dict[str, np.ndarray]
-    final: dict[str, np.ndarray]
+    final: dict[str, np.ndarray]  # train_loss, train_accuracy, test_loss, test_accuracy: one value per copy
     predictions: np.ndarray  # [copies, n_train]: P(class 1) after training
     diverged_epoch: np.ndarray  # [copies]; 0 = never
     parameters: list[np.ndarray]  # Keras get_weights() order, each with a leading copy axis
+    net: Callable[[int], Net]  # copy r as a model behind the `Net` interface
     seconds: float = 0.0
+    snapshots: dict[int, list[np.ndarray]] = field(default_factory=dict)  # epoch -> parameters, copy axis first
 
     @property
     def copies(self) -> int:
@@ -127,11 +128,18 @@ class Replicates:
     def epochs_run(self) -> int:
         return len(self.columns["loss"])
 
+    def history(self, copy: int = 0) -> History:
+        """Copy `copy`'s history: its columns, snapshots, training seconds and divergence epoch."""
+        history = History(seconds=self.seconds, diverged_epoch=int(self.diverged_epoch[copy]) or None)
+        history.extend(**{name: values[:, copy] for name, values in self.columns.items()})
+        history.snapshots = {epoch: [p[copy] for p in weights] for epoch, weights in self.snapshots.items()}
+        return history
+
 
 class Engine(Protocol):
     """What an engine module provides."""
 
-    def train(self, cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates: ...
+    def train(self, cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained: ...
 
 
 # name -> module; imported on first use, so choosing `numpy` or `fit` never traces graphs it does not need.
@@ -164,16 +172,7 @@ def engine(name: str) -> Engine:
     return module
 
 
-def train_one(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule) -> Trained:
-    """A single run: one copy with the configured engine."""
-    result = engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, 1)
-    assert isinstance(result, Trained)
-    return result
-
-
-def train_copies(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Replicates:
-    """`copies` seeded copies at once with the configured engine."""
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int = 1) -> Trained:
+    """`copies` seeded copies (a single run: one) with the configured engine."""
     check_copies(cfg["trainer"]["engine"], copies)
-    result = engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, copies)
-    assert isinstance(result, Replicates)
-    return result
+    return engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, copies)

@@ -1,4 +1,12 @@
-"""The compiled engine: whole chunks of epochs inside one tf.function, with Keras's own objects."""
+"""The compiled engine: N seeded copies of the model (a single run is one) trained at once, in one graph.
+
+The copies are stacked along axis 0 and whole chunks of epochs run inside one tf.function, with Keras's own
+losses and optimizers. Copy r holds the weights a standalone run with seed `seeds[r]` starts from. The loss
+is the sum of the copies' own losses, so each copy's gradient is exactly its own, and Keras's elementwise
+optimizers update each copy as a run of its own would: on full batches the per-epoch losses equal a
+single run's bit for bit, on mini-batches to 1e-5 relative (tests/test_replicates.py); a single run
+equals `model.fit`'s on full batches (tests/test_training.py). 1000 copies cost about as much as a few.
+"""
 
 from __future__ import annotations
 
@@ -13,90 +21,166 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.core.data import Dataset
+from pipeline.core.engines import Schedule, Trained, diverged, final_values
+from pipeline.core.memory import CHUNK
+from pipeline.core.engines.exact_sigmoid import standalone_sigmoid
+from pipeline.core.keras_mlp import build, initial_weights, make_loss, make_optimizer
+from pipeline.core.nets import KerasNet
 from pipeline.core.progress import Progress
-from pipeline.core.engines import History, Replicates, Schedule, Trained
+from pipeline.core.spec import layer_specs
 
 # Each run traces its own loop for its own model; TensorFlow's retracing advice does not apply.
 tf.get_logger().setLevel(logging.ERROR)
 
 
+class StackedMLP:
+    """The configured MLP, `len(seeds)` copies: kernels [copies, n_in, units], biases [copies, units]."""
+
+    def __init__(self, model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> None:
+        self.use_bias = bool(model_cfg.get("use_bias", True))
+        self.activations = [spec["activation"] for spec in layer_specs(model_cfg)]
+        per_copy = initial_weights(model_cfg, n_features, [int(seed) for seed in seeds])
+        self.variables = [tf.Variable(np.stack(values), name=f"w{i}") for i, values in enumerate(zip(*per_copy))]
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        """Outputs [copies, batch, units] for inputs [batch, features] (shared) or [copies, batch, features]."""
+        return self.forward(x)[1]
+
+    def forward(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The output layer's pre-activations (logits) and outputs, [copies, batch, units] each."""
+        step = 2 if self.use_bias else 1
+        copies = self.variables[0].shape[0]
+        a = x if x.shape.rank == 3 else tf.broadcast_to(x[None], [copies, *x.shape])
+        for layer, name in enumerate(self.activations):
+            z = tf.matmul(a, self.variables[step * layer])
+            if self.use_bias:
+                z = z + self.variables[step * layer + 1][:, None, :]
+            a = activate(name, z)
+        return z, a
+
+
+def activate(name: str, z: tf.Tensor) -> tf.Tensor:
+    """Keras's activation `name`; the sigmoid as a standalone run computes it (see exact_sigmoid)."""
+    return standalone_sigmoid(z) if name == "sigmoid" else keras.activations.get(name)(z)
+
+
+def logits_loss(loss: keras.losses.Loss, output_activation: str) -> keras.losses.Loss | None:
+    """The same cross-entropy from logits, where a standalone run's Keras computes it so; else None.
+
+    Keras's cross-entropy of a sigmoid layer's output uses the sigmoid's input instead (more exact), which
+    it finds on the tensor; the stacked copies hand it the logits themselves.
+    """
+    if not isinstance(loss, keras.losses.BinaryCrossentropy) or output_activation != "sigmoid":
+        return None
+    config = loss.get_config()
+    return None if config["from_logits"] else keras.losses.BinaryCrossentropy.from_config({**config, "from_logits": True})
+
+
 class CompiledLoop:
-    """Runs epochs [first, first+count) of minibatch training in a graph; mirrors `model.fit`'s math."""
+    """Epochs [first, first+count) of minibatch training, every copy in one graph; metrics as `model.fit` reports them."""
 
     def __init__(
         self,
-        model: keras.Model,
+        model: StackedMLP,
         loss: keras.losses.Loss,
         optimizer: keras.optimizers.Optimizer,
         dataset: Dataset,
         schedule: Schedule,
+        seeds: np.ndarray,
         threshold: float = 0.5,
     ) -> None:
         self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
-        self.has_test = dataset.has_test
+        self.logits_loss = logits_loss(loss, model.activations[-1])
+        self.threshold, self.has_test = threshold, dataset.has_test
+        self.seeds = tf.constant(seeds, tf.int32)
         self.x, self.y = tf.constant(dataset.x_train), tf.constant(dataset.y_train)
         self.x_test, self.y_test = tf.constant(dataset.x_test), tf.constant(dataset.y_test)
-        n = len(dataset.x_train)
-        self.n, self.batch = n, min(schedule.batch_size, n)
-        self.steps = -(-n // self.batch)
-        optimizer.build(model.trainable_variables)
-        self.threshold = threshold
-        self.test_accuracy = keras.metrics.BinaryAccuracy(threshold=threshold)
+        self.n, self.batch = len(dataset.x_train), min(schedule.batch_size, len(dataset.x_train))
+        self.steps = -(-self.n // self.batch)
+        optimizer.build(model.variables)
         self.run = tf.function(self._epochs)
 
-    def _order(self, epoch: tf.Tensor) -> tf.Tensor:
-        """The epoch's sample order: a stateless shuffle keyed by (seed, epoch), reproducible whatever ran before."""
-        if not self.schedule.shuffle:
-            return tf.range(self.n)
-        noise = tf.random.stateless_uniform([self.n], seed=tf.stack([self.schedule.seed, epoch]))
-        return tf.argsort(noise, stable=True)
+    def losses(self, y: tf.Tensor, prediction: tf.Tensor, logits: tf.Tensor | None = None) -> tf.Tensor:
+        """Each copy's loss [copies], reduced as Keras reduces one run's batch (from the logits where it would)."""
+        return self.reduce(self.loss_sums(y, prediction, logits), tf.shape(prediction)[1])
 
-    def _step(self, x: tf.Tensor, y: tf.Tensor, sums: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, ...]:
-        """One optimizer step on the batch (x, y); the epoch's running sums with this batch added."""
-        variables = self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            prediction = self.model(x, training=True)
-            loss = self.loss(y, prediction)
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
-        size = tf.cast(tf.shape(x)[0], tf.float32)
-        hits = tf.reduce_sum(keras.metrics.binary_accuracy(y, prediction, threshold=self.threshold))
-        return sums[0] + loss * size, sums[1] + hits, sums[2] + size
+    def loss_sums(self, y: tf.Tensor, prediction: tf.Tensor, logits: tf.Tensor | None = None) -> tf.Tensor:
+        """Each copy's sum of per-sample losses [copies]."""
+        loss = self.loss
+        if logits is not None and self.logits_loss is not None:
+            loss, prediction = self.logits_loss, logits
+        return tf.reduce_sum(loss.call(tf.broadcast_to(y, tf.shape(prediction)), prediction), axis=1)
+
+    def reduce(self, total: tf.Tensor, samples: Any) -> tf.Tensor:
+        """Summed per-sample losses over `samples` samples as Keras's reduction reports them."""
+        if self.loss.reduction == "sum":
+            return total
+        return tf.math.divide_no_nan(total, tf.cast(samples, total.dtype))
+
+    def final(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each copy's loss and accuracy on (x, y) and its outputs [copies, n, units], CHUNK rows at a time."""
+        outputs, totals, hits = [], [], []
+        for first in range(0, len(x), CHUNK):
+            out, yc = self.model(tf.constant(x[first : first + CHUNK])), tf.constant(y[first : first + CHUNK])
+            totals.append(self.loss_sums(yc, out))
+            hits.append(self.correct(yc, out))
+            outputs.append(out.numpy())
+        total = totals[0] if len(totals) == 1 else tf.add_n(totals)  # one chunk: exactly the whole-split sum
+        correct = hits[0] if len(hits) == 1 else tf.add_n(hits)
+        return self.reduce(total, len(x)).numpy(), correct.numpy() / len(x), np.concatenate(outputs, axis=1)
+
+    def correct(self, y: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
+        """Each copy's count of correctly classified samples [copies] (Keras's binary accuracy, summed)."""
+        hits = tf.cast(tf.equal(y, tf.cast(prediction > self.threshold, y.dtype)), tf.float32)
+        return tf.reduce_sum(tf.reduce_mean(hits, axis=-1), axis=1)
+
+    def _order(self, epoch: tf.Tensor) -> tf.Tensor:
+        """Every copy's sample order for the epoch [copies, n]: its own shuffle keyed (seed, epoch), as `compiled`'s."""
+        if not self.schedule.shuffle:
+            return tf.broadcast_to(tf.range(self.n)[None], [len(self.seeds), self.n])
+        return tf.map_fn(
+            lambda seed: tf.argsort(tf.random.stateless_uniform([self.n], seed=tf.stack([seed, epoch])), stable=True),
+            self.seeds,
+        )
 
     def _epochs(self, first: tf.Tensor, count: tf.Tensor):
-        variables = self.model.trainable_variables
-        losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
-        accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
-        test_losses = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
-        test_accuracies = tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=())
-        diverged = tf.constant(False)
+        variables = self.model.variables
+        copies = len(self.seeds)
+        columns = [tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[copies]) for _ in range(5)]
         for i in tf.range(count):
-            # Keras's Mean and BinaryAccuracy sums, kept as loop values instead of metric variables: the same
-            # float32 additions (so the same numbers) without two variable updates per step.
-            sums = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))  # loss x size, hits, samples
-            if self.steps == 1:  # the 4-row tables: one full batch as it is (its order changes only rounding)
-                sums = self._step(self.x, self.y, sums)
-            else:  # a graph loop over batches gathered from the epoch's order, drawn once per epoch
-                order = self._order(first + i)
-                for step in tf.range(self.steps):
-                    index = order[step * self.batch : (step + 1) * self.batch]
-                    sums = self._step(tf.gather(self.x, index), tf.gather(self.y, index), sums)
-            loss_total, hits, seen = sums
-            epoch_loss, epoch_accuracy = tf.math.divide_no_nan(loss_total, seen), tf.math.divide_no_nan(hits, seen)
-            losses = losses.write(i, epoch_loss)
-            accuracies = accuracies.write(i, epoch_accuracy)
+            total, correct, seen = tf.zeros([copies]), tf.zeros([copies]), tf.constant(0.0)
+            order = self._order(first + i) if self.steps > 1 else None  # once per epoch: linear in n
+            for step in range(1) if self.steps == 1 else tf.range(self.steps):
+                if order is None:
+                    x, y = self.x, self.y
+                else:
+                    index = order[:, step * self.batch : (step + 1) * self.batch]
+                    x, y = tf.gather(self.x, index), tf.gather(self.y, index)
+                with tf.GradientTape() as tape:
+                    logits, prediction = self.model.forward(x)
+                    losses = self.losses(y, prediction, logits)
+                    summed = tf.reduce_sum(losses)  # copy r's gradient is d(loss_r)/d(w_r): exactly its own
+                self.optimizer.apply(tape.gradient(summed, variables), variables)
+                size = tf.cast(tf.shape(x)[-2], tf.float32)
+                total, correct, seen = total + losses * size, correct + self.correct(y, prediction), seen + size
+            loss = tf.math.divide_no_nan(total, seen)
+            values = [loss, tf.math.divide_no_nan(correct, seen)]
             if self.has_test:
-                prediction = self.model(self.x_test, training=False)
-                self.test_accuracy.reset_state()
-                self.test_accuracy.update_state(self.y_test, prediction)
-                test_losses = test_losses.write(i, self.loss(self.y_test, prediction))
-                test_accuracies = test_accuracies.write(i, self.test_accuracy.result())
-            largest = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(v)) for v in variables]))
-            diverged = tf.logical_or(tf.logical_not(tf.math.is_finite(epoch_loss)), largest > self.schedule.max_weight)
-            if diverged:
+                logits, prediction = self.model.forward(self.x_test)
+                values += [
+                    self.losses(self.y_test, prediction, logits),
+                    tf.math.divide_no_nan(self.correct(self.y_test, prediction), tf.cast(tf.shape(self.x_test)[0], tf.float32)),
+                ]
+            else:
+                values += [tf.zeros([copies]), tf.zeros([copies])]
+            largest = tf.reduce_max(
+                tf.stack([tf.reduce_max(tf.abs(tf.reshape(v, [copies, -1])), axis=1) for v in variables]), axis=0
+            )
+            bad = diverged(loss, largest, self.schedule.max_weight)
+            columns = [column.write(i, value) for column, value in zip(columns, [*values, tf.cast(bad, tf.float32)])]
+            if tf.reduce_all(bad) or self.schedule.stop_at_convergence and tf.reduce_all(values[1] >= 1.0):
                 break
-            if self.schedule.stop_at_convergence and epoch_accuracy >= 1.0:
-                break
-        return losses.stack(), accuracies.stack(), test_losses.stack(), test_accuracies.stack(), diverged
+        return [column.stack() for column in columns]
 
 
 def one_op_at_a_time() -> None:
@@ -111,56 +195,54 @@ def one_op_at_a_time() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
-    """The engine: a Keras model trained by `CompiledLoop`, or `copies` > 1 stacked copies by the replicated loop."""
-    from pipeline.core import keras_mlp as models
-    from pipeline.core.nets import KerasNet
-
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained:
+    """Train `copies` copies seeded schedule.seed, schedule.seed + 1, ... chunk by chunk; return them."""
     if copies == 1:
         one_op_at_a_time()
-    loss, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
+    tf.config.experimental.enable_op_determinism()
     from_logits = bool(cfg["loss"].get("from_logits"))
     threshold = 0.0 if from_logits else 0.5
-    if copies > 1:
-        from pipeline.core.engines import replicated
-
-        tf.config.experimental.enable_op_determinism()
-        return replicated.train(cfg["model"], loss, optimizer, dataset, schedule, copies, threshold)
-    model = models.seeded_model(cfg["model"], dataset.n_features, schedule.seed)
-    return Trained(KerasNet(model, from_logits), train_model(model, loss, optimizer, dataset, schedule, threshold=threshold))
-
-
-def train_model(
-    model: keras.Model,
-    loss: keras.losses.Loss,
-    optimizer: keras.optimizers.Optimizer,
-    dataset: Dataset,
-    schedule: Schedule,
-    label: str = "compiled",
-    threshold: float = 0.5,
-) -> History:
-    """Train `model` in place for `schedule.epochs`, chunk by chunk; return its history and snapshots."""
-    loop = CompiledLoop(model, loss, optimizer, dataset, schedule, threshold)
-    history, progress = History(), Progress(schedule.epochs, label)
-    columns = history.columns
-    wanted = set(schedule.snapshot_epochs)
+    seeds = schedule.seed + np.arange(copies)
+    model = StackedMLP(cfg["model"], dataset.n_features, seeds)
+    loop = CompiledLoop(model, make_loss(cfg["loss"]), make_optimizer(cfg["optimizer"]), dataset, schedule, seeds, threshold)
+    names = ("loss", "accuracy", "test_loss", "test_accuracy", "diverged")
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    wanted, snapshots = set(schedule.snapshot_epochs), {}
     if 0 in wanted:
-        history.snapshots[0] = [np.array(w) for w in model.get_weights()]
-    start = time.perf_counter()
+        snapshots[0] = [v.numpy() for v in model.variables]
+    progress = Progress(schedule.epochs, "compiled" if copies == 1 else f"compiled x{copies}")
+    start, done = time.perf_counter(), 0
     for first, count in schedule.chunks():
-        loss_, accuracy, test_loss, test_accuracy, diverged = loop.run(tf.constant(first), tf.constant(count))
-        history.extend(loss=loss_.numpy(), accuracy=accuracy.numpy())
-        if dataset.has_test:
-            history.extend(test_loss=test_loss.numpy(), test_accuracy=test_accuracy.numpy())
-        done = history.epochs_run
+        for name, values in zip(names, loop.run(tf.constant(first), tf.constant(count))):
+            chunks[name].append(values.numpy())
+        done += len(chunks["loss"][-1])
         if done in wanted:
-            history.snapshots[done] = [np.array(w) for w in model.get_weights()]
-        progress.update(done, columns["loss"][-1], columns["accuracy"][-1])
-        if bool(diverged):
-            history.diverged_epoch = done
+            snapshots[done] = [v.numpy() for v in model.variables]
+        progress.update(done, chunks["loss"][-1][-1], chunks["accuracy"][-1][-1])
+        if done < first + count - 1:  # the graph stopped early: every copy diverged or converged
             break
-        if done < first + count - 1:  # the graph stopped early: converged
-            break
-    history.seconds = time.perf_counter() - start
-    progress.update(history.epochs_run, columns["loss"][-1], columns["accuracy"][-1], final=True)
-    return history
+    seconds = time.perf_counter() - start
+    progress.update(done, chunks["loss"][-1][-1], chunks["accuracy"][-1][-1], final=True)
+    columns = {name: np.concatenate(chunks[name]) for name in names}
+    bad = columns.pop("diverged") > 0
+    if not dataset.has_test:
+        columns = {k: v for k, v in columns.items() if not k.startswith("test_")}
+    train_out = loop.final(dataset.x_train, dataset.y_train)[2]
+    parameters = [v.numpy() for v in model.variables]
+
+    def net(copy: int) -> KerasNet:
+        keras_model = build(cfg["model"], dataset.n_features)
+        keras_model.set_weights([p[copy] for p in parameters])
+        return KerasNet(keras_model, from_logits)
+
+    return Trained(
+        seeds=seeds,
+        columns=columns,
+        final=final_values(lambda x, y: loop.final(x, y)[:2], dataset),
+        predictions=1.0 / (1.0 + np.exp(-train_out[..., 0])) if from_logits else train_out[..., 0],
+        diverged_epoch=np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, 0),
+        parameters=parameters,
+        net=net,
+        seconds=seconds,
+        snapshots=snapshots,
+    )

@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.core.data import Dataset
 from pipeline.core.progress import Progress
-from pipeline.core.engines import History, Replicates, Schedule, Trained, check_copies, diverged
+from pipeline.core.engines import History, Schedule, Trained, check_copies, diverged, final_values
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -37,7 +37,8 @@ class StopAtDivergence(keras.callbacks.Callback):
         self.max_weight, self.history = max_weight, history
 
     def on_epoch_end(self, epoch, logs=None):
-        if diverged((logs or {}).get("loss", np.nan), self.model.get_weights(), self.max_weight):
+        largest = max(float(np.max(np.abs(w))) for w in self.model.get_weights())
+        if diverged((logs or {}).get("loss", np.nan), largest, self.max_weight):
             self.history.diverged_epoch = epoch + 1
             self.model.stop_training = True
 
@@ -65,28 +66,15 @@ class StopAtConvergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
-    """The engine: `model.fit` on a Keras model seeded as a standalone run (one copy only)."""
-    from pipeline.core import keras_mlp as models
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained:
+    """`model.fit` on a Keras model seeded as a standalone run (one copy only); the history in the pipeline's names."""
+    from pipeline.core import keras_mlp
     from pipeline.core.nets import KerasNet
 
     check_copies("fit", copies)
-    model = models.seeded_model(cfg["model"], dataset.n_features, schedule.seed)
-    loss, optimizer = models.make_loss(cfg["loss"]), models.make_optimizer(cfg["optimizer"])
-    history = train_model(model, loss, optimizer, dataset, schedule, metric=cfg["metrics"][0])
-    return Trained(KerasNet(model, bool(cfg["loss"].get("from_logits"))), history)
-
-
-def train_model(
-    model: keras.Model,
-    loss: keras.losses.Loss,
-    optimizer: keras.optimizers.Optimizer,
-    dataset: Dataset,
-    schedule: Schedule,
-    metric: str = "binary_accuracy",
-) -> History:
-    """Train with `model.fit`; return the history in the pipeline's column names."""
-    model.compile(optimizer=optimizer, loss=loss, metrics=[metric])
+    model = keras_mlp.seeded_model(cfg["model"], dataset.n_features, schedule.seed)
+    metric = cfg["metrics"][0]
+    model.compile(optimizer=keras_mlp.make_optimizer(cfg["optimizer"]), loss=keras_mlp.make_loss(cfg["loss"]), metrics=[metric])
     history = History()
     progress = Progress(schedule.epochs, "fit")
     callbacks = [
@@ -97,7 +85,7 @@ def train_model(
     if schedule.stop_at_convergence:
         callbacks.append(StopAtConvergence(metric))
     start = time.perf_counter()
-    fitted = model.fit(
+    logs = model.fit(
         dataset.x_train,
         dataset.y_train,
         batch_size=schedule.batch_size,
@@ -107,11 +95,25 @@ def train_model(
         validation_data=(dataset.x_test, dataset.y_test) if dataset.has_test else None,
         verbose=0,
         callbacks=callbacks,
-    )
-    history.seconds = time.perf_counter() - start
-    logs = fitted.history
-    history.extend(loss=np.array(logs["loss"]), accuracy=np.array(logs[metric]))
-    progress.update(history.epochs_run, logs["loss"][-1], logs[metric][-1], final=True)
+    ).history
+    seconds = time.perf_counter() - start
+    progress.update(len(logs["loss"]), logs["loss"][-1], logs[metric][-1], final=True)
+    columns = {"loss": logs["loss"], "accuracy": logs[metric]}
     if dataset.has_test:
-        history.extend(test_loss=np.array(logs["val_loss"]), test_accuracy=np.array(logs[f"val_{metric}"]))
-    return history
+        columns |= {"test_loss": logs["val_loss"], "test_accuracy": logs[f"val_{metric}"]}
+    net = KerasNet(model, bool(cfg["loss"].get("from_logits")))
+
+    def metrics(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        return [np.array([value]) for value in (net.loss_and_accuracy(cfg["loss"], x, y) if len(x) else (np.nan, np.nan))]
+
+    return Trained(
+        seeds=np.array([schedule.seed]),
+        columns={name: np.asarray(values)[:, None] for name, values in columns.items()},
+        final=final_values(metrics, dataset),
+        predictions=net.probabilities(dataset.x_train)[None, :, 0],
+        diverged_epoch=np.array([history.diverged_epoch or 0]),
+        parameters=[w[None] for w in model.get_weights()],
+        net=lambda copy: net,
+        seconds=seconds,
+        snapshots={epoch: [w[None] for w in weights] for epoch, weights in history.snapshots.items()},
+    )

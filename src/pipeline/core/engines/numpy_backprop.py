@@ -15,7 +15,8 @@ import numpy as np
 from pipeline.core.backprop import MLP, Cost, predicted_class
 from pipeline.core.data import Dataset
 from pipeline.core.progress import Progress
-from pipeline.core.engines import History, Replicates, Schedule, Trained
+from pipeline.core.engines import Schedule, Trained, diverged, final_values
+from pipeline.core.memory import CHUNK
 from pipeline.core.spec import initializer_name, initializer_specs, layer_specs, parameter_shapes
 
 
@@ -57,7 +58,6 @@ UNIFORM_LIMITS = {
     "he_uniform": lambda fan_in, fan_out: np.sqrt(6.0 / fan_in),
     "lecun_uniform": lambda fan_in, fan_out: np.sqrt(3.0 / fan_in),
 }
-CHUNK = 65_536  # rows per forward pass over a whole split: memory stays copies x CHUNK x units, whatever n
 
 
 def split_metrics(mlp: MLP, cost: Cost, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +78,7 @@ def probabilities(mlp: MLP, cost: Cost, x: np.ndarray) -> np.ndarray:
     )
 
 
-def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained | Replicates:
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained:
     """Train `copies` copies seeded schedule.seed, +1, ... with plain gradient descent; metrics as Keras's fit reports them."""
     from pipeline.core.nets import NumpyNet
 
@@ -93,7 +93,7 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     diverged_epoch = np.zeros(copies, dtype=int)
     snapshots, wanted = {}, set(schedule.snapshot_epochs)
     if 0 in wanted:
-        snapshots[0] = [p[0].astype(np.float32) for p in mlp.parameters()]
+        snapshots[0] = [p.astype(np.float32) for p in mlp.parameters()]
     progress = Progress(schedule.epochs, "numpy" if copies == 1 else f"numpy x{copies}")
     start = time.perf_counter()
     for epoch in range(1, schedule.epochs + 1):
@@ -118,33 +118,28 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
             columns["test_loss"].append(test_loss)
             columns["test_accuracy"].append(test_accuracy)
         if epoch in wanted:
-            snapshots[epoch] = [p[0].astype(np.float32) for p in mlp.parameters()]
-        largest = np.max([np.abs(W).max(axis=(-2, -1)) for W in mlp.W], axis=0)
-        bad = ~np.isfinite(loss_sum) | (largest > schedule.max_weight)
+            snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
+        largest = np.max([np.abs(p).reshape(copies, -1).max(axis=1) for p in mlp.parameters()], axis=0)
+        bad = diverged(loss_sum, largest, schedule.max_weight)
         diverged_epoch[(diverged_epoch == 0) & bad] = epoch
         progress.update(epoch, columns["loss"][-1], columns["accuracy"][-1])
         if diverged_epoch.all() or (schedule.stop_at_convergence and (correct == n).all()):
             break
     seconds = time.perf_counter() - start
     progress.update(epoch, columns["loss"][-1], columns["accuracy"][-1], final=True)
-    if copies == 1:
-        history = History(snapshots=snapshots, seconds=seconds, diverged_epoch=int(diverged_epoch[0]) or None)
-        history.extend(**{k: np.array(v)[:, 0] for k, v in columns.items() if v})
-        single = MLP.from_parameters([p[0] for p in mlp.parameters()], mlp.b is not None, mlp.activations)
-        return Trained(NumpyNet(single, cost.from_logits), history)
-    train_loss, train_accuracy = split_metrics(mlp, cost, x, y)
-    test_loss, test_accuracy = split_metrics(mlp, cost, test_x, test_y)
-    return Replicates(
+    parameters = mlp.parameters()
+
+    def net(copy: int) -> NumpyNet:
+        return NumpyNet(MLP.from_parameters([p[copy] for p in parameters], mlp.b is not None, mlp.activations), cost.from_logits)
+
+    return Trained(
         seeds=seeds,
-        columns={k: np.array(v, dtype=np.float32) for k, v in columns.items() if v},
-        final={
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-        },
+        columns={k: np.array(v) for k, v in columns.items() if v},  # float64, as the numpy tutorial computes
+        final=final_values(lambda x, y: split_metrics(mlp, cost, x.astype(np.float64), y.astype(np.float64)), dataset),
         predictions=probabilities(mlp, cost, x),
         diverged_epoch=diverged_epoch,
-        parameters=mlp.parameters(),
+        parameters=parameters,
+        net=net,
         seconds=seconds,
+        snapshots=snapshots,
     )
