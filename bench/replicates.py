@@ -18,7 +18,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from pipeline.config.overrides import compose_config  # noqa: E402
 from pipeline.core import data  # noqa: E402
 from pipeline.stages.generate import generate  # noqa: E402
-from pipeline.stages.replicates import fit_replicates  # noqa: E402
+from pipeline.stages.train import fit_replicates  # noqa: E402
 from pipeline.stages.train import fit_model  # noqa: E402
 
 COPIES = 1000

@@ -91,7 +91,7 @@ def one(name: str, n: int, root: Path) -> dict:
     """Train variant `name` on the n-point file under `root`; its seconds and memory growth."""
     from pipeline import import_keras
     from pipeline.core import data, engines
-    from pipeline.stages.replicates import fit_replicates
+    from pipeline.stages.train import fit_replicates
     from pipeline.stages.train import fit_model
 
     overrides, copies = VARIANTS[name]

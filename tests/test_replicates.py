@@ -17,7 +17,7 @@ def standalone_and_replicated(cfg, copies: int):
     """Per-epoch losses of `copies` standalone runs (seeds s, s+1, ...) and of one replicated run."""
     from pipeline.core import keras_mlp as models
     from pipeline.core.engines.compiled import StackedMLP
-    from pipeline.stages.replicates import fit_replicates
+    from pipeline.stages.train import fit_replicates
     from pipeline.stages.train import fit_model
 
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -165,7 +165,7 @@ def test_unknown_claim_kind_is_a_one_line_error(tmp_path, refused):
     [(233, "consistent"), (256, "consistent"), (200, "optimistic"), (8, "optimistic"), (1, "contradicted")],
 )
 def test_a_single_net_verdict_uses_the_95_percent_interval_of_its_share(hits, expected):
-    from pipeline.stages.claims import judged
+    from pipeline.core.verdicts import judged
 
     holds = pd.Series(np.arange(2000) % 1000 < hits)  # the same share in seeds 0-999 and 1000-1999
     result = judged(holds, pd.Series(np.arange(2000)), {"consistent": 0.25, "contradicted": 0.01}, 2, paired_rule=False)
@@ -176,7 +176,7 @@ def test_a_single_net_verdict_uses_the_95_percent_interval_of_its_share(hits, ex
 
 
 def test_blocks_that_disagree_are_marked():
-    from pipeline.stages.claims import judged
+    from pipeline.core.verdicts import judged
 
     holds = pd.Series(np.r_[np.arange(1000) < 400, np.arange(1000) < 100])  # 40% in seeds 0-999, 10% after
     result = judged(holds, pd.Series(np.arange(2000)), {"consistent": 0.25, "contradicted": 0.01}, 2, paired_rule=False)

@@ -145,6 +145,12 @@ def write_json(path: str | os.PathLike, payload: Any) -> None:
     write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
+def write_csv(path: str | os.PathLike, frame: Any, digits: int = 9) -> None:
+    """Write a pandas table as CSV atomically, floats to `digits` significant digits (9 keep every float32 bit)."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format=f"%.{digits}g", lineterminator="\n")
+
+
 def unwritable(folder: str | os.PathLike) -> str | None:
     """Why files cannot be created in `folder` (made if missing), or None if they can."""
     path = Path(folder).absolute()

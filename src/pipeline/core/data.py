@@ -16,7 +16,6 @@ import pandas as pd
 from pipeline import files
 from pipeline.core import memory
 from pipeline.errors import ConfigError, DataError
-from pipeline.files import atomic_path
 from pipeline.values import MAX_SEED, is_int, is_real
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -139,8 +138,7 @@ def generate(cfg: Mapping[str, Any]) -> pd.DataFrame:
 
 def save(frame: pd.DataFrame, path: str | Path) -> None:
     """Write the dataset table as CSV, atomically; floats keep every float32 digit."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
+    files.write_csv(path, frame)
 
 
 def write(dataset_cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[Path, pd.DataFrame]:

@@ -51,8 +51,10 @@ Shell completion (bash): eval "$({prog} -sc install=bash)"
 """
 
 
-def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], Any]) -> Callable[[], None]:
-    """Turn `task(cfg)` into a console entry point composed by Hydra from conf/config.yaml.
+def hydra_app(
+    task: Callable[[DictConfig], Any], check: Callable[[DictConfig], Any], config_name: str = "config"
+) -> Callable[[], None]:
+    """Turn `task(cfg)` into a console entry point composed by Hydra from conf/<config_name>.yaml.
 
     A single run is composed and checked by `check` before Hydra starts, so bad input writes nothing at
     all, not even Hydra's output folder; `task` checks again, since multirun jobs start without that.
@@ -73,7 +75,7 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
             print(f"error: interrupted ({str(error) or 'Ctrl-C'})", file=sys.stderr)
             sys.exit(130)
 
-    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(guarded)
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(guarded)
 
     def main() -> None:
         raise_on_sigterm()
@@ -85,7 +87,7 @@ def hydra_app(task: Callable[[DictConfig], Any], check: Callable[[DictConfig], A
         try:
             check_overrides(args)
             if not flags:
-                check(compose_config(args))
+                check(compose_config(args, config_name=config_name))
             elif flags <= set(MULTIRUN_FLAGS):  # every job, before the sweep starts and opens its MLflow run
                 for cfg in sweep_configs(args):
                     check(cfg)

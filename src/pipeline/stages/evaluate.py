@@ -99,8 +99,7 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     scores = [f"{split} acc {metrics[split]['accuracy']:.0%}" for split in ("train", "test") if split in metrics]
     title = f"{cfg['name']} ({', '.join(scores)})"
     with files.staged(folder) as stage:
-        with files.atomic_path(stage / "predictions.csv") as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+        files.write_csv(stage / "predictions.csv", table, digits=6)
         staged_pictures = [stage / "plots" / name for name in PICTURES]
         plots.decision_boundary(model.probabilities, dataset, title, staged_pictures[0], resolution)
         plots.learning_curves(history, trained.get("convergence_epoch"), cfg["name"], staged_pictures[1])

@@ -8,11 +8,14 @@ from typing import Any
 
 import yaml
 
+from omegaconf import DictConfig
+
 from pipeline import files
 from pipeline.core import data
 from pipeline.core.spec import layer_specs
 from pipeline.config.overrides import compose_config, resolved
 from pipeline.errors import DataError
+from pipeline.stages import hydra_app
 
 COLUMNS = [
     "experiment",
@@ -80,20 +83,15 @@ def _read(path: Path) -> dict[str, Any]:
         raise DataError(path, "missing or unreadable; run `dvc repro` first") from None
 
 
-def main() -> None:
-    """Write reports/summary.md for the experiments listed in params.yaml."""
-    from pipeline.errors import PipelineError
-    from pipeline.stages import exit_with
-
-    root = Path.cwd()
+def task(cfg: DictConfig) -> None:
+    """Hydra task: write reports/summary.md for the experiments listed in params.yaml."""
+    root = Path(cfg.paths.root)
     names = list(yaml.safe_load((root / "params.yaml").read_text())["experiments"])
-    try:
-        text = summary(names, root)
-    except PipelineError as error:
-        exit_with(error)
-    files.write_text(root / "reports" / "summary.md", text)
+    files.write_text(root / "reports" / "summary.md", summary(names, root))
     print(f"wrote reports/summary.md ({len(names)} experiments)")
 
+
+main = hydra_app(task, lambda cfg: None)
 
 if __name__ == "__main__":
     main()

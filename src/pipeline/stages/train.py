@@ -1,4 +1,4 @@
-"""DVC stage `train`: train the configured model on its dataset file; write model, history, metrics; track in MLflow."""
+"""DVC stage `train`: train the configured model (or N seeded copies) on its dataset file; write its files; track in MLflow."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import files, import_keras
 from pipeline.config import checks as config
 from pipeline.config.overrides import CONF_DIR, resolved
-from pipeline.core import data, memory
+from pipeline.core import convergence, data, memory, plots
 from pipeline.core import engines
-from pipeline.core.engines import History, schedule_from
+from pipeline.core.engines import History, Trained, schedule_from
 from pipeline.core.nets import Net
 from pipeline.errors import ConfigError, DivergedError
 from pipeline.stages import hydra_app
@@ -49,21 +49,21 @@ def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, histor
     }  # the engine and seed are config: params and tags, not metrics
 
 
-def save_outputs(out: Path, model: Net, history: History, metrics: dict[str, Any], timing: dict[str, Any]) -> Path:
-    """Write model, history.csv, metrics.json, timing.json and snapshots.npz under `out`; return the model path."""
-    model_path = model.save(out)
-    frame = pd.DataFrame({"epoch": np.arange(1, history.epochs_run + 1)})
-    for name, values in history.columns.items():
-        if values:
-            frame[name] = values
-    with files.atomic_path(out / "history.csv") as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.9g", lineterminator="\n")
-    with files.atomic_path(out / "snapshots.npz") as tmp, open(tmp, "wb") as handle:
-        weights: dict[str, Any] = {f"epoch{e}_w{i}": w for e, ws in history.snapshots.items() for i, w in enumerate(ws)}
-        np.savez(handle, **weights)
+def write_run(
+    out: Path, history: pd.DataFrame, metrics: dict[str, Any], timing: dict[str, Any], run_id: str | None, final: Path
+) -> list[Path]:
+    """Write history.csv, metrics.json, timing.json and run.json (the MLflow run, for later stages); return the first three."""
+    files.write_csv(out / "history.csv", history)
     files.write_json(out / "metrics.json", metrics)
     files.write_json(out / "timing.json", timing)
-    return model_path
+    files.write_json(out / "run.json", {"run_id": run_id, "output_dir": str(final)})
+    return [out / name for name in ("history.csv", "metrics.json", "timing.json")]
+
+
+def write_arrays(path: Path, arrays: dict[str, Any]) -> None:
+    """Named arrays as one .npz file, atomically."""
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -92,35 +92,80 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
     with files.staged(out, RUN_FILES) as stage, tracked_run(cfg) as run_id:
         import_keras()
         if plain["trainer"]["replicates"] > 1:
-            from pipeline.stages.replicates import train_replicates
-
             return train_replicates(plain, dataset, stage, run_id, final=out)
         model, history = fit_model(plain, dataset)
         if history.diverged_epoch is not None:
             raise DivergedError(history.diverged_epoch)
         metrics = final_metrics(plain, model, dataset, history)
         timing = {"train_seconds": round(history.seconds, 4)}
-        model_path = save_outputs(stage, model, history, metrics, timing)
-        files.write_json(stage / "run.json", {"run_id": run_id, "output_dir": str(out)})
+        model_path = model.save(stage)
+        write_arrays(
+            stage / "snapshots.npz", {f"epoch{e}_w{i}": w for e, ws in history.snapshots.items() for i, w in enumerate(ws)}
+        )
+        columns = {name: values for name, values in history.columns.items() if values}
+        logged = write_run(
+            stage, pd.DataFrame({"epoch": np.arange(1, history.epochs_run + 1)} | columns), metrics, timing, run_id, out
+        )
         if run_id:
             from pipeline.tracking import runs
 
             example = dataset.x_train[:4]
+            series = {f"epoch_{k}": v for k, v in columns.items()}
+            finals = {f"final_{k}": v for k, v in metrics.items()} | timing
             runs.log_training(
-                plain,
-                {f"epoch_{k}": v for k, v in history.columns.items() if v},
-                {f"final_{k}": v for k, v in metrics.items()} | timing,
-                history.epochs_run,
-                [stage / name for name in ("history.csv", "metrics.json", "timing.json")],
-                (model_path, example, model.probabilities(example)),
+                plain, series, finals, history.epochs_run, logged, (model_path, example, model.probabilities(example))
             )
     print(f"{plain['name']}: " + json.dumps(metrics | timing))
     return metrics
 
 
+def fit_replicates(cfg: dict[str, Any], dataset: data.Dataset) -> Trained:
+    """Train `trainer.replicates` copies at once with the configured engine; their columns in float32, as Keras's."""
+    trainer = cfg["trainer"]
+    trained = engines.train(cfg, dataset, schedule_from(trainer | {"snapshots": 0}), trainer["replicates"])
+    trained.columns = {name: values.astype(np.float32) for name, values in trained.columns.items()}
+    return trained
+
+
+def train_replicates(
+    cfg: dict[str, Any], dataset: data.Dataset, out: Path, run_id: str | None = None, final: Path | None = None
+) -> dict[str, Any]:
+    """Train the copies, write their outputs under `out` (bound for `final`), log to the MLflow run `run_id`."""
+    replicates = fit_replicates(cfg, dataset)
+    if (replicates.diverged_epoch > 0).all():
+        raise DivergedError(int(replicates.diverged_epoch.min()))
+    table = convergence.copies_table(replicates)
+    metrics = convergence.table_summary(table) | {
+        "epochs_run": replicates.epochs_run,
+        "engine": cfg["trainer"]["engine"],
+        "seed": cfg["trainer"]["seed"],
+    }
+    timing = {"train_seconds": round(replicates.seconds, 4)}
+    files.write_csv(out / "replicates.csv", table)
+    write_arrays(out / "weights.npz", {"seeds": replicates.seeds} | {f"w{i}": w for i, w in enumerate(replicates.parameters)})
+    picture = out / "plots" / "convergence.png"
+    picture.parent.mkdir(parents=True, exist_ok=True)
+    converged = table["converged"].to_numpy()
+    km = convergence.kaplan_meier(table["observed_epochs"].to_numpy(), converged) if converged.any() else None
+    plots.convergence(table, km, replicates.epochs_run, out.name, picture)
+    bands = convergence.epoch_bands(replicates, table)
+    logged = write_run(out, bands, metrics, timing, run_id, final or out)
+    if run_id:
+        from pipeline.tracking import runs
+
+        bands = pd.read_csv(out / "history.csv")  # as written; converged_share's last step is already its final value
+        summary = {k: v for k, v in (metrics | timing).items() if k not in bands}
+        series = {k: bands[k].tolist() for k in bands.columns if k != "epoch"}
+        runs.log_training(cfg, series, summary, len(bands), [out / "replicates.csv", out / "weights.npz", picture, *logged])
+    print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))
+    return metrics | timing
+
+
 @contextlib.contextmanager
-def tracked_run(cfg: DictConfig) -> Iterator[str | None]:
-    """The MLflow run's id, with the config logged (None when tracking is off); it ends FAILED or KILLED on errors."""
+def tracked_run(cfg: DictConfig, overrides: list[str] | None = None) -> Iterator[str | None]:
+    """The MLflow run's id, with the config logged (None when tracking is off); it ends FAILED or KILLED on errors.
+
+    `overrides` name the run: by default this Hydra job's command-line overrides."""
     plain = resolved(cfg)
     if not plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
         yield None
@@ -128,7 +173,7 @@ def tracked_run(cfg: DictConfig) -> Iterator[str | None]:
     from pipeline.tracking import runs
 
     preset = CONF_DIR / "experiment" / f"{plain['name']}.yaml"
-    with runs.started(plain, hydra_overrides(), preset, source=__file__) as run_id:
+    with runs.started(plain, hydra_overrides() if overrides is None else overrides, preset, source=__file__) as run_id:
         runs.log_config(plain, OmegaConf.to_yaml(cfg, resolve=True))
         yield run_id
 
