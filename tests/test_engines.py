@@ -86,3 +86,13 @@ def test_stacked_sigmoid_equals_each_copys_own_sigmoid_bit_for_bit(batch, units)
     stacked = standalone_sigmoid(tf.constant(z)).numpy()
     for r in range(len(z)):
         np.testing.assert_array_equal(stacked[r], tf.sigmoid(tf.constant(z[r])).numpy())
+
+
+def test_one_divergence_check_reads_numpy_values_and_graph_tensors_alike():
+    import tensorflow as tf
+
+    loss = [0.3, float("nan"), float("inf"), -float("inf"), 0.3]
+    largest = [1.0, 1.0, 1.0, 1.0, 2e4]
+    expected = [False, True, True, True, True]
+    assert engines.diverged(np.array(loss), np.array(largest), 1e4).tolist() == expected
+    assert engines.diverged(tf.constant(loss), tf.constant(largest), 1e4).numpy().tolist() == expected

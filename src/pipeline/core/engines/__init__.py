@@ -7,6 +7,7 @@ All return a `Trained`. `engine(name)` is the one place that maps a name to its 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable, Mapping
@@ -94,8 +95,8 @@ def schedule_from(trainer_cfg: Mapping[str, Any]) -> Schedule:
 
 
 def diverged(loss: Any, largest_weight: Any, max_weight: float) -> Any:
-    """A NaN or infinite loss, or a weight beyond `max_weight` (saturated nets never reach NaN); numpy or TensorFlow."""
-    return (loss != loss) | (abs(loss) == np.inf) | (largest_weight > max_weight)
+    """A NaN or infinite loss, or a weight beyond `max_weight` (saturated nets never reach NaN): numpy arrays or tensors."""
+    return ~(abs(loss) < np.inf) | (largest_weight > max_weight)  # NaN < inf is false too
 
 
 def final_values(metrics: Callable[[np.ndarray, np.ndarray], Any], dataset: Dataset) -> dict[str, np.ndarray]:
@@ -112,13 +113,26 @@ class Trained:
 
     seeds: np.ndarray
     columns: dict[str, np.ndarray]
-    final: dict[str, np.ndarray]  # train_loss, train_accuracy, test_loss, test_accuracy: one value per copy
-    predictions: np.ndarray  # [copies, n_train]: P(class 1) after training
+    finish: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]]  # `final` and `predictions`, when first asked
     diverged_epoch: np.ndarray  # [copies]; 0 = never
     parameters: list[np.ndarray]  # Keras get_weights() order, each with a leading copy axis
     net: Callable[[int], Net]  # copy r as a model behind the `Net` interface
     seconds: float = 0.0
     snapshots: dict[int, list[np.ndarray]] = field(default_factory=dict)  # epoch -> parameters, copy axis first
+
+    @functools.cached_property
+    def finished(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return self.finish()  # a single run never asks: its model answers instead
+
+    @property
+    def final(self) -> dict[str, np.ndarray]:
+        """train_loss, train_accuracy, test_loss, test_accuracy: one value per copy."""
+        return self.finished[0]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """P(class 1) on the training set after training, [copies, n_train]."""
+        return self.finished[1]
 
     @property
     def copies(self) -> int:

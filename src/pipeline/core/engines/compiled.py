@@ -31,6 +31,9 @@ from pipeline.core.spec import layer_specs
 
 # Each run traces its own loop for its own model; TensorFlow's retracing advice does not apply.
 tf.get_logger().setLevel(logging.ERROR)
+# For helpers whose Python branches depend on shapes and settings only: AutoGraph need not rewrite them, and
+# rewriting them was most of a single run's tracing time.
+plain_python = tf.autograph.experimental.do_not_convert
 
 
 class StackedMLP:
@@ -46,6 +49,7 @@ class StackedMLP:
         """Outputs [copies, batch, units] for inputs [batch, features] (shared) or [copies, batch, features]."""
         return self.forward(x)[1]
 
+    @plain_python
     def forward(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The output layer's pre-activations (logits) and outputs, [copies, batch, units] each."""
         step = 2 if self.use_bias else 1
@@ -59,6 +63,7 @@ class StackedMLP:
         return z, a
 
 
+@plain_python
 def activate(name: str, z: tf.Tensor) -> tf.Tensor:
     """Keras's activation `name`; the sigmoid as a standalone run computes it (see exact_sigmoid)."""
     return standalone_sigmoid(z) if name == "sigmoid" else keras.activations.get(name)(z)
@@ -97,13 +102,19 @@ class CompiledLoop:
         self.x_test, self.y_test = tf.constant(dataset.x_test), tf.constant(dataset.y_test)
         self.n, self.batch = len(dataset.x_train), min(schedule.batch_size, len(dataset.x_train))
         self.steps = -(-self.n // self.batch)
+        if self.steps == 1:  # the whole table is every step's batch: broadcast to the copies once, not every step
+            self.x_copies = tf.broadcast_to(self.x[None], [len(seeds), *self.x.shape])
+            self.y_copies = tf.broadcast_to(self.y[None], [len(seeds), *self.y.shape])
+        self.names = ("loss", "accuracy", *(("test_loss", "test_accuracy") if self.has_test else ()), "diverged")
         optimizer.build(model.variables)
         self.run = tf.function(self._epochs)
 
+    @plain_python
     def losses(self, y: tf.Tensor, prediction: tf.Tensor, logits: tf.Tensor | None = None) -> tf.Tensor:
         """Each copy's loss [copies], reduced as Keras reduces one run's batch (from the logits where it would)."""
         return self.reduce(self.loss_sums(y, prediction, logits), tf.shape(prediction)[1])
 
+    @plain_python
     def loss_sums(self, y: tf.Tensor, prediction: tf.Tensor, logits: tf.Tensor | None = None) -> tf.Tensor:
         """Each copy's sum of per-sample losses [copies]."""
         loss = self.loss
@@ -111,6 +122,7 @@ class CompiledLoop:
             loss, prediction = self.logits_loss, logits
         return tf.reduce_sum(loss.call(tf.broadcast_to(y, tf.shape(prediction)), prediction), axis=1)
 
+    @plain_python
     def reduce(self, total: tf.Tensor, samples: Any) -> tf.Tensor:
         """Summed per-sample losses over `samples` samples as Keras's reduction reports them."""
         if self.loss.reduction == "sum":
@@ -129,11 +141,13 @@ class CompiledLoop:
         correct = hits[0] if len(hits) == 1 else tf.add_n(hits)
         return self.reduce(total, len(x)).numpy(), correct.numpy() / len(x), np.concatenate(outputs, axis=1)
 
+    @plain_python
     def correct(self, y: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:
         """Each copy's count of correctly classified samples [copies] (Keras's binary accuracy, summed)."""
         hits = tf.cast(tf.equal(y, tf.cast(prediction > self.threshold, y.dtype)), tf.float32)
         return tf.reduce_sum(tf.reduce_mean(hits, axis=-1), axis=1)
 
+    @plain_python
     def _order(self, epoch: tf.Tensor) -> tf.Tensor:
         """Every copy's sample order for the epoch [copies, n]: its own shuffle keyed (seed, epoch), as `compiled`'s."""
         if not self.schedule.shuffle:
@@ -146,13 +160,13 @@ class CompiledLoop:
     def _epochs(self, first: tf.Tensor, count: tf.Tensor):
         variables = self.model.variables
         copies = len(self.seeds)
-        columns = [tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[copies]) for _ in range(5)]
+        columns = [tf.TensorArray(tf.float32, size=0, dynamic_size=True, element_shape=[copies]) for _ in self.names]
         for i in tf.range(count):
             total, correct, seen = tf.zeros([copies]), tf.zeros([copies]), tf.constant(0.0)
             order = self._order(first + i) if self.steps > 1 else None  # once per epoch: linear in n
             for step in range(1) if self.steps == 1 else tf.range(self.steps):
                 if order is None:
-                    x, y = self.x, self.y
+                    x, y = self.x_copies, self.y_copies
                 else:
                     index = order[:, step * self.batch : (step + 1) * self.batch]
                     x, y = tf.gather(self.x, index), tf.gather(self.y, index)
@@ -171,8 +185,6 @@ class CompiledLoop:
                     self.losses(self.y_test, prediction, logits),
                     tf.math.divide_no_nan(self.correct(self.y_test, prediction), tf.cast(tf.shape(self.x_test)[0], tf.float32)),
                 ]
-            else:
-                values += [tf.zeros([copies]), tf.zeros([copies])]
             largest = tf.reduce_max(
                 tf.stack([tf.reduce_max(tf.abs(tf.reshape(v, [copies, -1])), axis=1) for v in variables]), axis=0
             )
@@ -205,15 +217,14 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     seeds = schedule.seed + np.arange(copies)
     model = StackedMLP(cfg["model"], dataset.n_features, seeds)
     loop = CompiledLoop(model, make_loss(cfg["loss"]), make_optimizer(cfg["optimizer"]), dataset, schedule, seeds, threshold)
-    names = ("loss", "accuracy", "test_loss", "test_accuracy", "diverged")
-    chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in loop.names}
     wanted, snapshots = set(schedule.snapshot_epochs), {}
     if 0 in wanted:
         snapshots[0] = [v.numpy() for v in model.variables]
     progress = Progress(schedule.epochs, "compiled" if copies == 1 else f"compiled x{copies}")
     start, done = time.perf_counter(), 0
     for first, count in schedule.chunks():
-        for name, values in zip(names, loop.run(tf.constant(first), tf.constant(count))):
+        for name, values in zip(loop.names, loop.run(tf.constant(first), tf.constant(count))):
             chunks[name].append(values.numpy())
         done += len(chunks["loss"][-1])
         if done in wanted:
@@ -223,12 +234,12 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
             break
     seconds = time.perf_counter() - start
     progress.update(done, chunks["loss"][-1][-1], chunks["accuracy"][-1][-1], final=True)
-    columns = {name: np.concatenate(chunks[name]) for name in names}
+    columns = {name: np.concatenate(values) for name, values in chunks.items()}
     bad = columns.pop("diverged") > 0
-    if not dataset.has_test:
-        columns = {k: v for k, v in columns.items() if not k.startswith("test_")}
-    train_out = loop.final(dataset.x_train, dataset.y_train)[2]
     parameters = [v.numpy() for v in model.variables]
+
+    def probability(outputs: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-outputs[..., 0])) if from_logits else outputs[..., 0]
 
     def net(copy: int) -> KerasNet:
         keras_model = build(cfg["model"], dataset.n_features)
@@ -238,8 +249,10 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     return Trained(
         seeds=seeds,
         columns=columns,
-        final=final_values(lambda x, y: loop.final(x, y)[:2], dataset),
-        predictions=1.0 / (1.0 + np.exp(-train_out[..., 0])) if from_logits else train_out[..., 0],
+        finish=lambda: (
+            final_values(lambda x, y: loop.final(x, y)[:2], dataset),
+            probability(loop.final(dataset.x_train, dataset.y_train)[2]),
+        ),
         diverged_epoch=np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, 0),
         parameters=parameters,
         net=net,

@@ -96,12 +96,15 @@ def packet_size() -> int:
     return 1
 
 
+@tf.autograph.experimental.do_not_convert  # its branches depend on shapes only
 def standalone_sigmoid(z: tf.Tensor) -> tf.Tensor:
     """Sigmoid of stacked copies [copies, batch, units], each element computed as a run of one copy would.
 
     A copy's tensor has batch*units elements; its last (batch*units) % packet take the single-element
     path in a standalone run, the others the packet path.
     """
+    if z.shape[0] == 1:  # one copy: the very tensor a standalone run has, so TensorFlow's own sigmoid is exact
+        return tf.sigmoid(z)
     packet = packet_size()
     static = z.shape[1] is not None and z.shape[2] is not None
     per_copy = z.shape[1] * z.shape[2] if static else tf.shape(z)[1] * tf.shape(z)[2]  # mini-batches: dynamic

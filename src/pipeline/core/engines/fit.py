@@ -38,7 +38,7 @@ class StopAtDivergence(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         largest = max(float(np.max(np.abs(w))) for w in self.model.get_weights())
-        if diverged((logs or {}).get("loss", np.nan), largest, self.max_weight):
+        if diverged(np.asarray((logs or {}).get("loss", np.nan)), largest, self.max_weight):
             self.history.diverged_epoch = epoch + 1
             self.model.stop_training = True
 
@@ -109,8 +109,7 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     return Trained(
         seeds=np.array([schedule.seed]),
         columns={name: np.asarray(values)[:, None] for name, values in columns.items()},
-        final=final_values(metrics, dataset),
-        predictions=net.probabilities(dataset.x_train)[None, :, 0],
+        finish=lambda: (final_values(metrics, dataset), net.probabilities(dataset.x_train)[None, :, 0]),
         diverged_epoch=np.array([history.diverged_epoch or 0]),
         parameters=[w[None] for w in model.get_weights()],
         net=lambda copy: net,

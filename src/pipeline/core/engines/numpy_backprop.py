@@ -119,7 +119,7 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
             columns["test_accuracy"].append(test_accuracy)
         if epoch in wanted:
             snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
-        largest = np.max([np.abs(p).reshape(copies, -1).max(axis=1) for p in mlp.parameters()], axis=0)
+        largest = np.abs(np.concatenate([p.reshape(copies, -1) for p in mlp.parameters()], axis=1)).max(axis=1)
         bad = diverged(loss_sum, largest, schedule.max_weight)
         diverged_epoch[(diverged_epoch == 0) & bad] = epoch
         progress.update(epoch, columns["loss"][-1], columns["accuracy"][-1])
@@ -135,8 +135,10 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     return Trained(
         seeds=seeds,
         columns={k: np.array(v) for k, v in columns.items() if v},  # float64, as the numpy tutorial computes
-        final=final_values(lambda x, y: split_metrics(mlp, cost, x.astype(np.float64), y.astype(np.float64)), dataset),
-        predictions=probabilities(mlp, cost, x),
+        finish=lambda: (
+            final_values(lambda x, y: split_metrics(mlp, cost, x.astype(np.float64), y.astype(np.float64)), dataset),
+            probabilities(mlp, cost, x),
+        ),
         diverged_epoch=diverged_epoch,
         parameters=parameters,
         net=net,
