@@ -52,7 +52,9 @@ def test_backprop_gradients_equal_tensorflow_autodiff(float64, hidden, output, l
         expected_loss = loss(tf.constant(y), model(tf.constant(x)))
     expected = [g.numpy() for g in tape.gradient(expected_loss, model.trainable_variables)]
 
-    mlp = MLP.from_keras(model)
+    dense = [layer for layer in model.layers if layer.weights]  # the same weights as a numpy MLP
+    weights = [w.numpy() for layer in dense for w in (layer.kernel, layer.bias) if layer.use_bias or w is layer.kernel]
+    mlp = MLP.from_parameters(weights, all(layer.use_bias for layer in dense), [layer.activation.__name__ for layer in dense])
     cost = Cost(NAMES[loss_cfg["_target_"]], loss.reduction, bool(loss_cfg.get("from_logits")))
     value, dW, db = mlp.gradients(x, y, cost)
     ours = [g for pair in zip(dW, db) for g in pair]

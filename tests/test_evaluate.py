@@ -13,7 +13,8 @@ from PIL import Image
 
 from pipeline.core import data, plots
 from pipeline.errors import DataError
-from pipeline.stages.evaluate import PICTURES, evaluate_folder, load_model
+from pipeline.core.nets import load as load_model
+from pipeline.stages.evaluate import PICTURES, evaluate_folder
 from pipeline.stages.train import train
 
 

@@ -147,7 +147,7 @@ def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
 
 def test_a_run_replaces_another_engines_model_so_evaluation_reads_its_own(make_config, tmp_path):
     from pipeline.core.nets import KerasNet
-    from pipeline.stages.evaluate import load_model
+    from pipeline.core.nets import load as load_model
 
     out = tmp_path / "out"
     train(make_config("experiment=xor_bias_numpy", "trainer.epochs=20"), out=out)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import DataError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -143,6 +145,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write `payload` as indented, key-sorted JSON to `path` atomically."""
     write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, missing: str = "no such file; train first (`dvc repro` or `pipeline-train`)") -> dict[str, Any]:
+    """The JSON object in `path`; DataError naming the file if it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(path, missing) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise DataError(path, "not readable JSON; train again to write it") from None
+    if not isinstance(value, dict):
+        raise DataError(path, "not a JSON object; train again to write it")
+    return value
 
 
 def write_csv(path: str | os.PathLike, frame: Any, digits: int = 9) -> None:

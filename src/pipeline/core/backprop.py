@@ -32,7 +32,6 @@ ACTIVATIONS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "relu": (lambda z: np.maximum(z, 0.0), lambda z, a: (z > 0).astype(z.dtype)),
     "linear": (lambda z: z, lambda z, a: np.ones_like(z)),
 }
-COSTS = ("mean_squared_error", "binary_crossentropy", "half_squared_error")
 
 
 @dataclass(frozen=True)
@@ -91,17 +90,6 @@ class MLP:
         if use_bias:
             return cls(parameters[::2], parameters[1::2], activations)
         return cls(parameters, None, activations)
-
-    @classmethod
-    def from_keras(cls, model) -> MLP:
-        """The same weights as a Keras MLP of Dense layers."""
-        dense = [layer for layer in model.layers if layer.weights]
-        use_bias = all(layer.use_bias for layer in dense)
-        return cls(
-            [layer.kernel.numpy() for layer in dense],
-            [layer.bias.numpy() for layer in dense] if use_bias else None,
-            [layer.activation.__name__ for layer in dense],
-        )
 
     def parameters(self) -> list[np.ndarray]:
         """W[0], b[0], W[1], b[1], ... in Keras's `get_weights()` order."""

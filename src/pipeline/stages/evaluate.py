@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,6 @@ from pipeline.stages import hydra_app
 PICTURES = ("decision_boundary.png", "learning_curves.png", "boundary_evolution.gif", "neurons.png")
 
 
-def load_model(folder: Path, from_logits: bool = False) -> Net:
-    """The trained model in `folder` (model.npz of the numpy engine, or model.keras)."""
-    return nets.load(folder, from_logits)
-
-
-def snapshot_predictors(model: Net, folder: Path) -> list[tuple[int, plots.Predict]]:
-    """(epoch, predict) for every weight snapshot saved during training."""
-    return [(epoch, model.at(weights)) for epoch, weights in read_snapshots(folder / "snapshots.npz").items()]
-
-
 def read_snapshots(path: Path) -> dict[int, list[np.ndarray]]:
     """The weight snapshots by epoch; DataError naming the file if it is missing or damaged."""
     if not path.is_file():
@@ -45,18 +34,6 @@ def read_snapshots(path: Path) -> dict[int, list[np.ndarray]]:
             }
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         raise DataError(path, "not a readable snapshots archive; train again") from None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(path, "no such file; train first (`dvc repro` or `python -m pipeline.stages.train`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(path, "not readable JSON; train again to write it") from None
-    if not isinstance(value, dict):
-        raise DataError(path, "not a JSON object; train again to write it")
-    return value
 
 
 def split_metrics(model: Net, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -85,10 +62,10 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     Every input is read before anything is written, and the outputs move in together (files.staged): a failure
     leaves the previous evaluation as it was.
     """
-    model = load_model(folder, bool(cfg["loss"].get("from_logits")))
+    model = nets.load(folder, bool(cfg["loss"].get("from_logits")))
     history = _read_history(folder / "history.csv")
-    trained = _read_json(folder / "metrics.json")
-    snapshots = snapshot_predictors(model, folder)
+    trained = files.read_json(folder / "metrics.json")
+    snapshots = [(epoch, model.at(weights)) for epoch, weights in read_snapshots(folder / "snapshots.npz").items()]
     metrics: dict[str, Any] = {"train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train)}
     if dataset.has_test:  # no split (XOR): no test metrics
         metrics["test"] = split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test)
@@ -140,7 +117,7 @@ def check(cfg: DictConfig) -> None:
         raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
     config.check_results_folder(plain["paths"]["results"], folder)
     data.load_configured(plain)
-    _read_json(folder / "metrics.json")  # what evaluate reads, checked before TensorFlow starts
+    files.read_json(folder / "metrics.json")  # what evaluate reads, checked before TensorFlow starts
     _read_history(folder / "history.csv")
     read_snapshots(folder / "snapshots.npz")
     if _read_run_id(folder / "run.json") and plain["tracking"]["enabled"]:
@@ -158,15 +135,12 @@ def _read_history(path: Path) -> pd.DataFrame:
 
 def _read_run_id(path: Path) -> str | None:
     """The MLflow run a training wrote into run.json; None without tracking; DataError for a damaged file."""
-    try:
-        run = json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise DataError(path, "not readable JSON; train again to write it") from None
-    if not isinstance(run, dict) or not isinstance(run.get("run_id"), (str, type(None))):
+    run_id = files.read_json(path).get("run_id")
+    if not isinstance(run_id, (str, type(None))):
         raise DataError(path, "holds no run_id string; train again to write it")
-    return run["run_id"]
+    return run_id
 
 
 main = hydra_app(run, check)

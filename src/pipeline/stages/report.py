@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from pipeline import files
 from pipeline.core import data
 from pipeline.core.spec import layer_specs
 from pipeline.config.overrides import compose_config, resolved
-from pipeline.errors import DataError
 from pipeline.stages import hydra_app
 
 COLUMNS = [
@@ -42,7 +40,9 @@ def row(name: str, root: Path) -> list[str]:
     """One experiment's row, read from its config and its results folder."""
     cfg = resolved(compose_config([f"experiment={name}", f"paths.root={root}", f"paths.results={root / 'results'}"]))
     folder = Path(cfg["paths"]["results"]) / name
-    metrics, timing, evaluation = (_read(folder / f) for f in ("metrics.json", "timing.json", "evaluation.json"))
+    metrics, timing, evaluation = (
+        files.read_json(folder / f, "missing; run `dvc repro` first") for f in ("metrics.json", "timing.json", "evaluation.json")
+    )
     n_features = data.load_configured(cfg).n_features
     optimizer = cfg["optimizer"]["_target_"].rsplit(".", 1)[-1]
     thumbnail = f'<img src="../results/{name}/plots/decision_boundary.png" width="180">'
@@ -74,13 +74,6 @@ def summary(names: list[str], root: Path) -> str:
     ]
     lines += ["| " + " | ".join(row(name, root)) + " |" for name in names]
     return "\n".join(lines) + "\n"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        raise DataError(path, "missing or unreadable; run `dvc repro` first") from None
 
 
 def task(cfg: DictConfig) -> None:
