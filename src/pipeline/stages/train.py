@@ -15,8 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import files, import_keras
 from pipeline.config import checks as config
 from pipeline.config.overrides import CONF_DIR, resolved
-from pipeline.core import convergence, data, memory, plots
-from pipeline.core import engines
+from pipeline.core import data, engines, memory
 from pipeline.core.engines import History, Trained, schedule_from
 from pipeline.core.nets import Net
 from pipeline.errors import ConfigError, DivergedError
@@ -131,6 +130,7 @@ def train_replicates(
     cfg: dict[str, Any], dataset: data.Dataset, out: Path, run_id: str | None = None, final: Path | None = None
 ) -> dict[str, Any]:
     """Train the copies, write their outputs under `out` (bound for `final`), log to the MLflow run `run_id`."""
+    from pipeline.core import convergence, plots  # SciPy and Matplotlib: a single run needs neither
     replicates = fit_replicates(cfg, dataset)
     if (replicates.diverged_epoch > 0).all():
         raise DivergedError(int(replicates.diverged_epoch.min()))
