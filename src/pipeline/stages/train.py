@@ -131,6 +131,7 @@ def train_replicates(
 ) -> dict[str, Any]:
     """Train the copies, write their outputs under `out` (bound for `final`), log to the MLflow run `run_id`."""
     from pipeline.core import convergence, plots  # SciPy and Matplotlib: a single run needs neither
+
     replicates = fit_replicates(cfg, dataset)
     if (replicates.diverged_epoch > 0).all():
         raise DivergedError(int(replicates.diverged_epoch.min()))
