@@ -160,6 +160,14 @@ def read_json(path: Path, missing: str = "no such file; train first (`dvc repro`
     return value
 
 
+def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
+    """Write named numpy arrays as one .npz file atomically (no pickles: plain arrays only)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
 def write_csv(path: str | os.PathLike, frame: Any, digits: int = 9) -> None:
     """Write a pandas table as CSV atomically, floats to `digits` significant digits (9 keep every float32 bit)."""
     with atomic_path(path) as tmp:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.files import atomic_path
+from pipeline.files import write_npz
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -142,11 +142,10 @@ class MLP:
 
     def save(self, path: str | Path) -> None:
         """Write W0, W1, ... (and b0, b1, ...) plus `activations` to an .npz file, atomically."""
-        arrays: dict[str, Any] = {f"W{l}": W for l, W in enumerate(self.W)}
+        arrays: dict[str, Any] = {"activations": np.array(self.activations)} | {f"W{l}": W for l, W in enumerate(self.W)}
         if self.b is not None:
             arrays |= {f"b{l}": b for l, b in enumerate(self.b)}
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, activations=np.array(self.activations), **arrays)
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> MLP:

@@ -67,10 +67,10 @@ class KerasNet:
         return np.asarray(self.model.layers[0](np.asarray(x, np.float32)))
 
     def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        from pipeline.core import keras_mlp as models
+        from pipeline.core import keras_mlp
 
         out = self.model(np.asarray(x, np.float32), training=False)
-        loss = models.make_loss(loss_cfg)(y, out)
+        loss = keras_mlp.make_loss(loss_cfg)(y, out)
         out = np.asarray(out, dtype=np.float64)
         return round(float(loss), 8), _accuracy(sigmoid(out) if loss_cfg.get("from_logits") else out, y)
 

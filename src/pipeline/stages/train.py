@@ -59,12 +59,6 @@ def write_run(
     return [out / name for name in ("history.csv", "metrics.json", "timing.json")]
 
 
-def write_arrays(path: Path, arrays: dict[str, Any]) -> None:
-    """Named arrays as one .npz file, atomically."""
-    with files.atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
-
-
 def output_dir(cfg: DictConfig) -> Path:
     """results/<name> for a single run; each multirun job writes into its own Hydra job folder."""
     from hydra.core.hydra_config import HydraConfig
@@ -98,7 +92,7 @@ def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
         metrics = final_metrics(plain, model, dataset, history)
         timing = {"train_seconds": round(history.seconds, 4)}
         model_path = model.save(stage)
-        write_arrays(
+        files.write_npz(
             stage / "snapshots.npz", {f"epoch{e}_w{i}": w for e, ws in history.snapshots.items() for i, w in enumerate(ws)}
         )
         columns = {name: values for name, values in history.columns.items() if values}
@@ -143,7 +137,7 @@ def train_replicates(
     }
     timing = {"train_seconds": round(replicates.seconds, 4)}
     files.write_csv(out / "replicates.csv", table)
-    write_arrays(out / "weights.npz", {"seeds": replicates.seeds} | {f"w{i}": w for i, w in enumerate(replicates.parameters)})
+    files.write_npz(out / "weights.npz", {"seeds": replicates.seeds} | {f"w{i}": w for i, w in enumerate(replicates.parameters)})
     picture = out / "plots" / "convergence.png"
     picture.parent.mkdir(parents=True, exist_ok=True)
     converged = table["converged"].to_numpy()
