@@ -165,7 +165,7 @@ def test_written_files_get_the_umasks_mode_not_mkstemps_0600(tmp_path, mask):
     previous = os.umask(mask)
     try:
         files.write_json(tmp_path / "metrics.json", {"a": 1})
-        data.save(data.generate({"name": "xor", "test_fraction": 0.0}), tmp_path / "xor.csv")
+        files.write_csv(tmp_path / "xor.csv", data.generate({"name": "xor", "test_fraction": 0.0}))
     finally:
         os.umask(previous)
     for name in ("metrics.json", "xor.csv"):

@@ -26,7 +26,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes 0600; a new file gets what open() would give it
+        mask = os.umask(0o022)  # the process's mask, which os.umask can only read by setting it
+        os.umask(mask)
+        os.chmod(tmp_path, 0o666 & ~mask)  # mkstemp makes 0600; a new file gets what open() would give it
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -127,13 +129,6 @@ def remove_empty(pending: Path) -> None:
     for path in (pending, pending.parent):
         with contextlib.suppress(OSError):
             path.rmdir()
-
-
-def umask() -> int:
-    """The process's file-creation mask (os.umask can only be read by setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -15,39 +15,12 @@ from pipeline.values import MAX_SEED, is_int, is_real
 
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear", "elu", "selu", "softplus", "swish", "gelu")
 NUMPY_ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear")
-INITIALIZERS = (
-    "glorot_uniform",
-    "glorot_normal",
-    "he_uniform",
-    "he_normal",
-    "lecun_uniform",
-    "lecun_normal",
-    "random_uniform",
-    "random_normal",
-    "truncated_normal",
-    "orthogonal",
-    "zeros",
-    "ones",
-)
-OPTIMIZERS = {
-    "keras.optimizers.Adam": "adam",
-    "keras.optimizers.SGD": "sgd",
-    "keras.optimizers.RMSprop": "rmsprop",
-    "keras.optimizers.Adagrad": "adagrad",
-    "keras.optimizers.AdamW": "adamw",
-    "keras.optimizers.Nadam": "nadam",
-}
+INITIALIZERS = ["glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform", "lecun_normal"]
+INITIALIZERS += ["random_uniform", "random_normal", "truncated_normal", "orthogonal", "zeros", "ones"]
+OPTIMIZERS = {f"keras.optimizers.{name}": name.lower() for name in ("Adam", "SGD", "RMSprop", "Adagrad", "AdamW", "Nadam")}
 METRICS = ("binary_accuracy", "accuracy")
-NUMPY_INITIALIZERS = (
-    "random_uniform",
-    "random_normal",
-    "glorot_uniform",
-    "he_uniform",
-    "lecun_uniform",
-    "zeros",
-    "ones",
-    "constant",
-)
+NUMPY_INITIALIZERS = ["random_uniform", "random_normal", "glorot_uniform", "he_uniform", "lecun_uniform"]
+NUMPY_INITIALIZERS += ["zeros", "ones", "constant"]  # drawn from numpy's generator, as the numpy tutorial does
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
 
 

@@ -27,18 +27,11 @@ def command_line_overrides(args: list[str]) -> list[str]:
     """The overrides among a Hydra app's arguments, i.e. all but its flags and their values (`--cfg job`, `-p key`)."""
     # Hydra has no public parser of its command line; these are the flags of `--help` that take a value.
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    for flag in (
-        ("--cfg", "-c"),
-        ("--package", "-p"),
-        ("--config-path", "-cp"),
-        ("--config-name", "-cn"),
-        ("--config-dir", "-cd"),
-        ("--experimental-rerun",),
-    ):
-        parser.add_argument(*flag)
-    parser.add_argument(
-        "--info", "-i", nargs="?", choices=["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
-    )
+    flags = "--cfg -c|--package -p|--config-path -cp|--config-name -cn|--config-dir -cd|--experimental-rerun"
+    for flag in flags.split("|"):
+        parser.add_argument(*flag.split())
+    info = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
+    parser.add_argument("--info", "-i", nargs="?", choices=info)
     parser.add_argument("overrides", nargs="*")
     try:
         known, _flags = parser.parse_known_args(args)

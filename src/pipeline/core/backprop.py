@@ -87,15 +87,11 @@ class MLP:
     @classmethod
     def from_parameters(cls, parameters: list[np.ndarray], use_bias: bool, activations: list[str]) -> MLP:
         """The inverse of `parameters()`: W[0], b[0], W[1], b[1], ... (or W only without biases)."""
-        if use_bias:
-            return cls(parameters[::2], parameters[1::2], activations)
-        return cls(parameters, None, activations)
+        return cls(parameters[::2], parameters[1::2], activations) if use_bias else cls(parameters, None, activations)
 
     def parameters(self) -> list[np.ndarray]:
         """W[0], b[0], W[1], b[1], ... in Keras's `get_weights()` order."""
-        if self.b is None:
-            return list(self.W)
-        return [p for pair in zip(self.W, self.b) for p in pair]
+        return list(self.W) if self.b is None else [p for pair in zip(self.W, self.b) for p in pair]
 
     def forward(self, x: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Pre-activations z[1..L] and activations a[0..L]."""

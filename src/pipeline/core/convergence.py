@@ -62,11 +62,12 @@ def copies_table(replicates: Any, max_predictions: int = 16) -> pd.DataFrame:
             "accuracy_epoch_1": accuracy[0],
         }
     )
-    for name, values in replicates.final.items():
+    final, predictions = replicates.finish()
+    for name, values in final.items():
         table[name] = values
-    if replicates.predictions.shape[1] <= max_predictions:  # the 4-row tables: the outputs people quote
-        for i in range(replicates.predictions.shape[1]):
-            table[f"output_{i}"] = replicates.predictions[:, i]
+    if predictions.shape[1] <= max_predictions:  # the 4-row tables: the outputs people quote
+        for i in range(predictions.shape[1]):
+            table[f"output_{i}"] = predictions[:, i]
     return table
 
 
@@ -78,14 +79,10 @@ def table_summary(table: pd.DataFrame) -> dict[str, Any]:
     """
     result = summary(table["observed_epochs"].to_numpy(), table["converged"].to_numpy())
     loss, accuracy = table["train_loss"], table["train_accuracy"]
-    return result | {
-        "train_loss": _round(loss.median()),
-        "train_loss_q25": _round(loss.quantile(0.25)),
-        "train_loss_q75": _round(loss.quantile(0.75)),
-        "train_accuracy": _round(accuracy.mean()),
-        "train_accuracy_share_100": _round((accuracy >= 1.0).mean()),
-        "diverged_share": _round((table["diverged_epoch"] > 0).mean()),
-    }
+    values: dict[str, Any] = {"train_loss": loss.median(), "train_accuracy": accuracy.mean()}
+    values |= {"train_loss_q25": loss.quantile(0.25), "train_loss_q75": loss.quantile(0.75)}
+    values |= {"train_accuracy_share_100": (accuracy >= 1).mean(), "diverged_share": (table["diverged_epoch"] > 0).mean()}
+    return result | {name: None if pd.isna(value) else round(float(value), 8) for name, value in values.items()}
 
 
 def epoch_bands(replicates: Any, table: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +99,3 @@ def epoch_bands(replicates: Any, table: pd.DataFrame) -> pd.DataFrame:
             frame[f"{name}_mean"] = np.nanmean(values, axis=1)
     frame["converged_share"] = ((epoch[None, :] <= epochs[:, None]) & converged[None, :]).mean(axis=1)
     return frame
-
-
-def _round(value: Any) -> float | None:
-    return None if pd.isna(value) else round(float(value), 8)

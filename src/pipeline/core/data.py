@@ -94,7 +94,7 @@ def check(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"dataset.{missing[0]}", None, f"dataset '{name}' needs it set")
     if "n_samples" in params:
         _require(cfg, "n_samples", is_int(cfg["n_samples"]) and cfg["n_samples"] >= 4, "an integer >= 4")
-        memory.check_fits("dataset.n_samples", cfg["n_samples"], memory.data_bytes(cfg["n_samples"]))
+        memory.check_fits("dataset.n_samples", cfg["n_samples"], memory.ROW_BYTES * cfg["n_samples"])
     if "noise" in params:
         _require(cfg, "noise", is_real(cfg["noise"]) and cfg["noise"] >= 0, "a finite number >= 0")
     if "factor" in params:
@@ -136,16 +136,11 @@ def generate(cfg: Mapping[str, Any]) -> pd.DataFrame:
     return frame
 
 
-def save(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write the dataset table as CSV, atomically; floats keep every float32 digit."""
-    files.write_csv(path, frame)
-
-
 def write(dataset_cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[Path, pd.DataFrame]:
     """Generate the dataset into <data_dir>/<name>.csv beside its record <name>.json; return the CSV path and table."""
     frame = generate(dataset_cfg)
     csv = Path(data_dir) / f"{dataset_cfg['name']}.csv"
-    save(frame, csv)
+    files.write_csv(csv, frame)  # floats keep every float32 digit
     files.write_json(record_path(csv), {"generated_with": dict(dataset_cfg)})
     return csv, frame
 

@@ -27,19 +27,12 @@ class HalfSquaredError(keras.losses.Loss):
 
 def build(model_cfg: Mapping[str, Any], n_features: int) -> keras.Sequential:
     """Build the configured MLP as a tutorial does: Dense layers in order, each creating its own initializers."""
-    stack: list[Any] = [keras.Input(shape=(n_features,))]
-    for i, spec in enumerate(layer_specs(model_cfg)):
-        stack.append(
-            layers.Dense(
-                units=spec["units"],
-                activation=spec["activation"],
-                use_bias=model_cfg.get("use_bias", True),
-                kernel_initializer=model_cfg["kernel_initializer"],
-                bias_initializer=model_cfg["bias_initializer"],
-                name=f"dense_{i}",
-            )
-        )
-    return keras.Sequential(stack, name="mlp")
+    initializers = {key: model_cfg[key] for key in ("kernel_initializer", "bias_initializer")}
+    dense = [
+        layers.Dense(spec["units"], spec["activation"], model_cfg.get("use_bias", True), name=f"dense_{i}", **initializers)
+        for i, spec in enumerate(layer_specs(model_cfg))
+    ]
+    return keras.Sequential([keras.Input(shape=(n_features,)), *dense], name="mlp")
 
 
 def seeded_model(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Sequential:

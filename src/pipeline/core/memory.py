@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -15,19 +16,9 @@ CHUNK = 65_536  # rows per forward pass over a whole split: the engines' memory 
 
 def available_bytes() -> int:
     """Memory the system can give this process now (Linux MemAvailable; else free physical pages)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    with contextlib.suppress(OSError, StopIteration), open("/proc/meminfo") as meminfo:
+        return int(next(line for line in meminfo if line.startswith("MemAvailable:")).split()[1]) * 1024
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def data_bytes(n_samples: int) -> int:
-    """Generating or loading `n_samples` points."""
-    return ROW_BYTES * n_samples
 
 
 def training_bytes(
@@ -43,7 +34,7 @@ def training_bytes(
     model = 8 * FLOAT * parameters * copies + FLOAT * parameters * int(trainer_cfg.get("snapshots", 0))
     rows = min(max(n_samples, 1), CHUNK)  # a forward pass over a split, chunked
     activations = 6 * FLOAT * copies * rows * sum(widths)
-    return {"model": model, "activations": activations, "data": data_bytes(n_samples)}
+    return {"model": model, "activations": activations, "data": ROW_BYTES * n_samples}
 
 
 def check_fits(key: str, value: Any, needed: int, available: int | None = None) -> None:

@@ -24,23 +24,18 @@ class Net(Protocol):
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """P(class 1) for each row of `x`, shape (n, 1), in one batched call."""
-        ...
 
     def hidden(self, x: np.ndarray) -> np.ndarray:
         """The first hidden layer's activations, (n, units)."""
-        ...
 
     def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """The configured loss and the binary accuracy on (x, y), from one forward pass."""
-        ...
 
     def at(self, weights: list[np.ndarray]) -> Predict:
         """The probabilities of this net with other weights (a snapshot), in Keras's get_weights() order."""
-        ...
 
     def save(self, folder: Path) -> Path:
         """Write the model file into `folder`, atomically; return its path."""
-        ...
 
 
 def _accuracy(probability: np.ndarray, y: np.ndarray) -> float:

@@ -186,12 +186,8 @@ def convergence(table: pd.DataFrame, km, epochs: int, title: str, path: str | Pa
     positive = loss[loss > 0]
     bins = np.geomspace(positive.min(), positive.max(), 40) if positive.size and positive.max() > positive.min() else 40
     axes[2].hist(loss, bins=bins, color="tab:purple")
-    axes[2].set(
-        xscale="log" if positive.size == loss.size else "linear",
-        xlabel="final training loss",
-        ylabel="copies",
-        title="final loss",
-    )
+    scale = "log" if positive.size == loss.size else "linear"
+    axes[2].set(xscale=scale, xlabel="final training loss", ylabel="copies", title="final loss")
     values, counts = np.unique(np.round(table["train_accuracy"], 4), return_counts=True)
     axes[3].bar([f"{v:.0%}" if len(values) <= 8 else f"{v:.3f}" for v in values], counts, color="tab:orange")
     axes[3].set(xlabel="final training accuracy", ylabel="copies", title="final accuracy")

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-PLURALS = {"copy": "copies"}
-
 
 class Progress:
     """A line at most once a second while training (epoch, rate, ETA; copies: median loss, share at 100%).
@@ -49,7 +47,7 @@ class Progress:
         elapsed = self.last - self.start
         rate = done / elapsed if elapsed > 0 else float("inf")
         eta = "" if final or done >= self.epochs else f", ETA {(self.epochs - done) / rate:.0f} s"
-        units = PLURALS.get(self.unit, f"{self.unit}s")
+        units = "copies" if self.unit == "copy" else f"{self.unit}s"
         print(
             f"[{self.label}] {self.unit} {done}/{self.epochs}{state}  ({elapsed:.1f} s, {rate:.3g} {units}/s{eta})",
             file=sys.stderr,

@@ -6,11 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-LOSSES = {
-    "keras.losses.MeanSquaredError": "mean_squared_error",
-    "keras.losses.BinaryCrossentropy": "binary_crossentropy",
-    "pipeline.core.keras_mlp.HalfSquaredError": "half_squared_error",
-}
+LOSSES = {"keras.losses.MeanSquaredError": "mean_squared_error", "keras.losses.BinaryCrossentropy": "binary_crossentropy"}
+LOSSES["pipeline.core.keras_mlp.HalfSquaredError"] = "half_squared_error"
 
 
 def layer_specs(model_cfg: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -18,14 +18,8 @@ def epochs_or_later(table: pd.DataFrame, epochs: int) -> np.ndarray:
 
 def km_text(metrics: dict[str, Any]) -> str:
     """`97 [56-161], 99.3% converged` (Kaplan-Meier median [IQR]; '>N' where not reached)."""
-
-    def show(value):
-        return str(value) if value is not None else f">{metrics['epochs']}"
-
-    return (
-        f"epoch {show(metrics['convergence_median'])} [{show(metrics['convergence_q25'])}-"
-        f"{show(metrics['convergence_q75'])}], {metrics['converged_share']:.1%} converged"
-    )
+    q50, q25, q75 = (metrics[f"convergence_{q}"] or f">{metrics['epochs']}" for q in ("median", "q25", "q75"))
+    return f"epoch {q50} [{q25}-{q75}], {metrics['converged_share']:.1%} converged"
 
 
 def quartiles(values: pd.Series, fmt: str = "{:.3g}") -> str:

@@ -28,12 +28,9 @@ def measure(cfg: dict[str, Any], experiment: str) -> tuple[pd.DataFrame, dict[st
     from pipeline.stages import train
     from pipeline.stages.train import train_replicates
 
-    overrides = [
-        f"experiment={experiment}",
-        f"trainer.replicates={cfg['replicates']}",
-        f"trainer.seed={cfg['seed']}",
-        f"paths.root={cfg['paths']['root']}",
-        f"tracking.enabled={str(cfg['track']).lower()}",
+    overrides = [f"experiment={experiment}", f"trainer.replicates={cfg['replicates']}", f"trainer.seed={cfg['seed']}"]
+    overrides += [f"paths.root={cfg['paths']['root']}", f"tracking.enabled={str(cfg['track']).lower()}"]
+    overrides += [
         "tracking.experiment_name=claims",  # apart from the experiment's training runs and their charts
         "tracking.description='The claims stage: each experiment as seeded copies, one run each (reports/claims.md).'",
     ]
@@ -146,12 +143,6 @@ def picture(
     plots.save_figure(fig, path)
 
 
-def read_reference(cfg: dict[str, Any]) -> pd.DataFrame | None:
-    """The tutorial code's own epoch-1 accuracies (stage tutorial_reference), or None where not measured."""
-    path = Path(cfg["paths"]["tutorial_reference"])
-    return pd.read_csv(path) if path.is_file() else None
-
-
 def check(cfg: dict[str, Any]) -> None:
     """Reject a malformed claims config before anything trains."""
     if not isinstance(cfg.get("replicates"), int) or cfg["replicates"] < 2:
@@ -188,7 +179,8 @@ def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     tables, metrics = {}, {}
     for name in names:
         tables[name], metrics[name] = measure(cfg, name)
-    reference = read_reference(cfg)
+    path = Path(cfg["paths"]["tutorial_reference"])  # the tutorial code's own epoch-1 accuracies, where measured
+    reference = pd.read_csv(path) if path.is_file() else None
     rows = [row for claim in cfg["claims"] for row in judge(claim, tables, metrics, cfg, reference)]
     reports = Path(cfg["paths"]["reports"])
     picture(cfg, cfg["claims"], tables, metrics, reports / "claims.png")

@@ -44,16 +44,11 @@ def split_metrics(model: Net, loss_cfg: dict[str, Any], x: np.ndarray, y: np.nda
     p = np.ravel(model.probabilities(x))
     truth, guess = np.ravel(y).astype(int), (p > 0.5).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(truth, guess, labels=[0, 1]).ravel()
-    auc = skm.roc_auc_score(truth, p) if len(set(truth)) == 2 else None
-    return {
-        "loss": loss,
-        "accuracy": accuracy,
-        "precision": round(float(skm.precision_score(truth, guess, zero_division=0)), 6),
-        "recall": round(float(skm.recall_score(truth, guess, zero_division=0)), 6),
-        "f1": round(float(skm.f1_score(truth, guess, zero_division=0)), 6),
-        "roc_auc": None if auc is None else round(float(auc), 6),
-        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
-    }
+    auc = round(float(skm.roc_auc_score(truth, p)), 6) if len(set(truth)) == 2 else None
+    scores = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}
+    rounded = {name: round(float(score(truth, guess, zero_division=0)), 6) for name, score in scores.items()}
+    confusion = {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)}
+    return {"loss": loss, "accuracy": accuracy, **rounded, "roc_auc": auc, "confusion": confusion}
 
 
 def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolution: int = 200) -> tuple[dict, list[Path]]:

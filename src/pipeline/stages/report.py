@@ -15,19 +15,8 @@ from pipeline.core.spec import layer_specs
 from pipeline.config.overrides import compose_config, resolved
 from pipeline.stages import hydra_app
 
-COLUMNS = [
-    "experiment",
-    "dataset",
-    "architecture",
-    "optimizer",
-    "epochs",
-    "train accuracy",
-    "test accuracy",
-    "train loss",
-    "convergence epoch",
-    "training s",
-    "decision boundary",
-]
+COLUMNS = ["experiment", "dataset", "architecture", "optimizer", "epochs", "train accuracy", "test accuracy", "train loss"]
+COLUMNS += ["convergence epoch", "training s", "decision boundary"]
 
 
 def architecture(cfg: dict[str, Any], n_features: int) -> str:

@@ -39,13 +39,8 @@ def final_metrics(cfg: dict[str, Any], model: Net, dataset: data.Dataset, histor
     if dataset.has_test:  # no split (XOR): no test metrics
         test_loss, test_accuracy = model.loss_and_accuracy(cfg["loss"], dataset.x_test, dataset.y_test)
         test = {"test_loss": test_loss, "test_accuracy": test_accuracy}
-    return {
-        "train_loss": train_loss,
-        "train_accuracy": train_accuracy,
-        **test,
-        "convergence_epoch": history.convergence_epoch,
-        "epochs_run": history.epochs_run,
-    }  # the engine and seed are config: params and tags, not metrics
+    scores = {"train_loss": train_loss, "train_accuracy": train_accuracy, **test}
+    return scores | {"convergence_epoch": history.convergence_epoch, "epochs_run": history.epochs_run}  # engine, seed: params
 
 
 def write_run(
@@ -67,13 +62,6 @@ def output_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return Path(HydraConfig.get().runtime.output_dir)
     return Path(cfg.paths.results) / cfg.name
-
-
-def hydra_overrides() -> list[str]:
-    """The command-line overrides of this Hydra job, or [] outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
@@ -139,7 +127,6 @@ def train_replicates(
     files.write_csv(out / "replicates.csv", table)
     files.write_npz(out / "weights.npz", {"seeds": replicates.seeds} | {f"w{i}": w for i, w in enumerate(replicates.parameters)})
     picture = out / "plots" / "convergence.png"
-    picture.parent.mkdir(parents=True, exist_ok=True)
     converged = table["converged"].to_numpy()
     km = convergence.kaplan_meier(table["observed_epochs"].to_numpy(), converged) if converged.any() else None
     plots.convergence(table, km, replicates.epochs_run, out.name, picture)
@@ -152,7 +139,7 @@ def train_replicates(
         summary = {k: v for k, v in (metrics | timing).items() if k not in bands}
         series = {k: bands[k].tolist() for k in bands.columns if k != "epoch"}
         runs.log_training(cfg, series, summary, len(bands), [out / "replicates.csv", out / "weights.npz", picture, *logged])
-    print(f"{cfg['name']} x{replicates.copies}: " + json.dumps(metrics | timing))
+    print(f"{cfg['name']} x{len(replicates.seeds)}: " + json.dumps(metrics | timing))
     return metrics | timing
 
 
@@ -165,10 +152,14 @@ def tracked_run(cfg: DictConfig, overrides: list[str] | None = None) -> Iterator
     if not plain["tracking"]["enabled"]:  # MLflow is imported only when a run is tracked
         yield None
         return
+    from hydra.core.hydra_config import HydraConfig
+
     from pipeline.tracking import runs
 
+    if overrides is None:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     preset = CONF_DIR / "experiment" / f"{plain['name']}.yaml"
-    with runs.started(plain, hydra_overrides() if overrides is None else overrides, preset, source=__file__) as run_id:
+    with runs.started(plain, overrides, preset, source=__file__) as run_id:
         runs.log_config(plain, OmegaConf.to_yaml(cfg, resolve=True))
         yield run_id
 

@@ -26,16 +26,10 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def tracking_uri(tracking_cfg: Mapping[str, Any], root: str | os.PathLike) -> str:
     """MLFLOW_TRACKING_URI if set, else the configured URI, else the SQLite store mlflow.db under `root`."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.get("uri")
-    return waiting_for_locks(uri or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}")
-
-
-def waiting_for_locks(uri: str) -> str:
-    """A SQLite store's URI with a busy timeout of LOCK_WAIT s (SQLAlchemy passes `?timeout=` to sqlite3), so that
-    MLflow's own writes wait out another process's lock instead of failing after sqlite3's default 5 s."""
-    if not uri.startswith("sqlite:") or "timeout=" in uri:
-        return uri
-    return f"{uri}{'&' if '?' in uri else '?'}timeout={LOCK_WAIT:g}"
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking_cfg.get("uri") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    if uri.startswith("sqlite:") and "timeout=" not in uri:  # SQLAlchemy passes it to sqlite3: MLflow's own writes then
+        uri = f"{uri}{'&' if '?' in uri else '?'}timeout={LOCK_WAIT:g}"  # wait out another's lock (default: fail after 5 s)
+    return uri
 
 
 def check(tracking_cfg: Mapping[str, Any], root: str | Path) -> None:

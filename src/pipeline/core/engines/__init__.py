@@ -7,12 +7,11 @@ All return a `Trained`. `engine(name)` is the one place that maps a name to its 
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +20,6 @@ from pipeline.errors import ConfigError
 if TYPE_CHECKING:
     from pipeline.core.data import Dataset
     from pipeline.core.nets import Net
-
-COLUMNS = ("loss", "accuracy", "test_loss", "test_accuracy")
 
 
 @dataclass(frozen=True)
@@ -51,7 +48,7 @@ class Schedule:
 class History:
     """Per-epoch metrics (epoch 1 first), weight snapshots by epoch (0 = initial), training seconds."""
 
-    columns: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
+    columns: dict[str, list[float]] = field(default_factory=dict)  # loss, accuracy (test_loss, test_accuracy)
     snapshots: dict[int, list[np.ndarray]] = field(default_factory=dict)
     seconds: float = 0.0
     diverged_epoch: int | None = None  # the epoch whose loss went NaN/inf or whose weights passed max_weight
@@ -65,11 +62,6 @@ class History:
         """The first epoch whose training accuracy is 100%, or None."""
         hits = np.flatnonzero(np.asarray(self.columns["accuracy"]) >= 1.0)
         return int(hits[0]) + 1 if hits.size else None
-
-    def extend(self, **values: np.ndarray) -> None:
-        """Append per-epoch values for some columns."""
-        for name, series in values.items():
-            self.columns[name].extend(float(v) for v in np.ravel(series))
 
 
 def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
@@ -113,30 +105,14 @@ class Trained:
 
     seeds: np.ndarray
     columns: dict[str, np.ndarray]
-    finish: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]]  # `final` and `predictions`, when first asked
+    # () -> (train_loss, train_accuracy, test_loss, test_accuracy per copy; P(class 1) on the training set
+    # [copies, n_train]): computed when asked, which a single run never does (its model answers instead)
+    finish: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]]
     diverged_epoch: np.ndarray  # [copies]; 0 = never
     parameters: list[np.ndarray]  # Keras get_weights() order, each with a leading copy axis
     net: Callable[[int], Net]  # copy r as a model behind the `Net` interface
     seconds: float = 0.0
     snapshots: dict[int, list[np.ndarray]] = field(default_factory=dict)  # epoch -> parameters, copy axis first
-
-    @functools.cached_property
-    def finished(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        return self.finish()  # a single run never asks: its model answers instead
-
-    @property
-    def final(self) -> dict[str, np.ndarray]:
-        """train_loss, train_accuracy, test_loss, test_accuracy: one value per copy."""
-        return self.finished[0]
-
-    @property
-    def predictions(self) -> np.ndarray:
-        """P(class 1) on the training set after training, [copies, n_train]."""
-        return self.finished[1]
-
-    @property
-    def copies(self) -> int:
-        return len(self.seeds)
 
     @property
     def epochs_run(self) -> int:
@@ -144,16 +120,9 @@ class Trained:
 
     def history(self, copy: int = 0) -> History:
         """Copy `copy`'s history: its columns, snapshots, training seconds and divergence epoch."""
-        history = History(seconds=self.seconds, diverged_epoch=int(self.diverged_epoch[copy]) or None)
-        history.extend(**{name: values[:, copy] for name, values in self.columns.items()})
-        history.snapshots = {epoch: [p[copy] for p in weights] for epoch, weights in self.snapshots.items()}
-        return history
-
-
-class Engine(Protocol):
-    """What an engine module provides."""
-
-    def train(self, cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained: ...
+        columns = {name: [float(v) for v in values[:, copy]] for name, values in self.columns.items()}
+        snapshots = {epoch: [p[copy] for p in weights] for epoch, weights in self.snapshots.items()}
+        return History(columns, snapshots, self.seconds, int(self.diverged_epoch[copy]) or None)
 
 
 # name -> module; imported on first use, so choosing `numpy` or `fit` never traces graphs it does not need.
@@ -180,10 +149,9 @@ def check_copies(name: str, copies: int) -> None:
         )
 
 
-def engine(name: str) -> Engine:
-    """The engine registered as `name`."""
-    module: Any = importlib.import_module(ENGINES[engine_name(name)])
-    return module
+def engine(name: str) -> Any:
+    """The engine module registered as `name`: it provides `train(cfg, dataset, schedule, copies) -> Trained`."""
+    return importlib.import_module(ENGINES[engine_name(name)])
 
 
 def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int = 1) -> Trained:

@@ -1,11 +1,8 @@
 """The compiled engine: N seeded copies of the model (a single run is one) trained at once, in one graph.
 
-The copies are stacked along axis 0 and whole chunks of epochs run inside one tf.function, with Keras's own
-losses and optimizers. Copy r holds the weights a standalone run with seed `seeds[r]` starts from. The loss
-is the sum of the copies' own losses, so each copy's gradient is exactly its own, and Keras's elementwise
-optimizers update each copy as a run of its own would: on full batches the per-epoch losses equal a
-single run's bit for bit, on mini-batches to 1e-5 relative (tests/test_replicates.py); a single run
-equals `model.fit`'s on full batches (tests/test_training.py). 1000 copies cost about as much as a few.
+Copies are stacked along axis 0; chunks of epochs run inside one tf.function with Keras's losses and optimizers.
+The loss is the sum of the copies' losses, so each copy's gradient and (elementwise) optimizer step are its own:
+full-batch losses equal a standalone run's bit for bit, mini-batch ones to 1e-5 (tests/test_replicates.py).
 """
 
 from __future__ import annotations
@@ -70,11 +67,7 @@ def activate(name: str, z: tf.Tensor) -> tf.Tensor:
 
 
 def logits_loss(loss: keras.losses.Loss, output_activation: str) -> keras.losses.Loss | None:
-    """The same cross-entropy from logits, where a standalone run's Keras computes it so; else None.
-
-    Keras's cross-entropy of a sigmoid layer's output uses the sigmoid's input instead (more exact), which
-    it finds on the tensor; the stacked copies hand it the logits themselves.
-    """
+    """The cross-entropy from logits where a standalone run's Keras takes the sigmoid's input off its output tensor."""
     if not isinstance(loss, keras.losses.BinaryCrossentropy) or output_activation != "sigmoid":
         return None
     config = loss.get_config()
@@ -137,8 +130,7 @@ class CompiledLoop:
             totals.append(self.loss_sums(yc, out))
             hits.append(self.correct(yc, out))
             outputs.append(out.numpy())
-        total = totals[0] if len(totals) == 1 else tf.add_n(totals)  # one chunk: exactly the whole-split sum
-        correct = hits[0] if len(hits) == 1 else tf.add_n(hits)
+        total, correct = (parts[0] if len(parts) == 1 else tf.add_n(parts) for parts in (totals, hits))  # 1 chunk: exact
         return self.reduce(total, len(x)).numpy(), correct.numpy() / len(x), np.concatenate(outputs, axis=1)
 
     @plain_python
@@ -181,10 +173,8 @@ class CompiledLoop:
             values = [loss, tf.math.divide_no_nan(correct, seen)]
             if self.has_test:
                 logits, prediction = self.model.forward(self.x_test)
-                values += [
-                    self.losses(self.y_test, prediction, logits),
-                    tf.math.divide_no_nan(self.correct(self.y_test, prediction), tf.cast(tf.shape(self.x_test)[0], tf.float32)),
-                ]
+                hits = self.correct(self.y_test, prediction)
+                values += [self.losses(self.y_test, prediction, logits), tf.math.divide_no_nan(hits, float(len(self.x_test)))]
             largest = tf.reduce_max(
                 tf.stack([tf.reduce_max(tf.abs(tf.reshape(v, [copies, -1])), axis=1) for v in variables]), axis=0
             )
@@ -196,11 +186,8 @@ class CompiledLoop:
 
 
 def one_op_at_a_time() -> None:
-    """Run graph ops on one inter-op thread when this process starts TensorFlow, unless the user sized the pools.
-
-    A small net's step is one chain of tiny ops: handing each to another core costs more than it runs
-    (1e6 points, 2 epochs: 13.6 -> 9.8 s on 2 cores). Ops still use every core inside themselves.
-    """
+    """One inter-op thread unless the user sized the pools: a small net's step is a chain of tiny ops that another
+    core costs more than it runs (1e6 points, 2 epochs: 13.6 -> 9.8 s on 2 cores); ops still use every core inside."""
     if "TF_NUM_INTEROP_THREADS" in os.environ or tf.config.threading.get_inter_op_parallelism_threads():
         return
     with contextlib.suppress(RuntimeError):  # TensorFlow already runs in this process (an earlier job): pools stay

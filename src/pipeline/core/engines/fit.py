@@ -13,57 +13,29 @@ from pipeline.core.progress import Progress
 from pipeline.core.engines import History, Schedule, Trained, check_copies, diverged, final_values
 
 
-class Snapshots(keras.callbacks.Callback):
-    """Keeps the model's weights at the given epochs (0 = before training)."""
+class Watch(keras.callbacks.Callback):
+    """Per epoch: keeps weight snapshots, stops at divergence (or at 100% accuracy), shows the pipeline's progress line."""
 
-    def __init__(self, epochs: tuple[int, ...], history: History) -> None:
+    def __init__(self, schedule: Schedule, history: History, progress: Progress, metric: str) -> None:
         super().__init__()
-        self.epochs, self.history = set(epochs), history
+        self.schedule, self.history, self.progress, self.metric = schedule, history, progress, metric
 
     def on_train_begin(self, logs=None):
-        if 0 in self.epochs:
-            self.history.snapshots[0] = [np.array(w) for w in self.model.get_weights()]
+        self.on_epoch_end(-1, None)
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 in self.epochs:
-            self.history.snapshots[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
-
-
-class StopAtDivergence(keras.callbacks.Callback):
-    """Stops training at the end of an epoch whose loss is NaN/inf or whose weights passed `max_weight`."""
-
-    def __init__(self, max_weight: float, history: History) -> None:
-        super().__init__()
-        self.max_weight, self.history = max_weight, history
-
-    def on_epoch_end(self, epoch, logs=None):
-        largest = max(float(np.max(np.abs(w))) for w in self.model.get_weights())
-        if diverged(np.asarray((logs or {}).get("loss", np.nan)), largest, self.max_weight):
+        weights = self.model.get_weights()
+        if epoch + 1 in self.schedule.snapshot_epochs:
+            self.history.snapshots[epoch + 1] = [np.array(w) for w in weights]
+        if logs is None:  # before the first epoch
+            return
+        largest = max(float(np.max(np.abs(w))) for w in weights)
+        if diverged(np.asarray(logs.get("loss", np.nan)), largest, self.schedule.max_weight):
             self.history.diverged_epoch = epoch + 1
             self.model.stop_training = True
-
-
-class ShowProgress(keras.callbacks.Callback):
-    """The pipeline's progress line (at most once a second, quiet on short runs) instead of Keras's bar."""
-
-    def __init__(self, progress: Progress, metric: str) -> None:
-        super().__init__()
-        self.progress, self.metric = progress, metric
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.progress.update(epoch + 1, (logs or {}).get("loss", np.nan), (logs or {}).get(self.metric, np.nan))
-
-
-class StopAtConvergence(keras.callbacks.Callback):
-    """Stops training at the end of the first epoch whose training accuracy is 100%."""
-
-    def __init__(self, metric: str) -> None:
-        super().__init__()
-        self.metric = metric
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (logs or {}).get(self.metric, 0.0) >= 1.0:
+        if self.schedule.stop_at_convergence and logs.get(self.metric, 0.0) >= 1.0:
             self.model.stop_training = True
+        self.progress.update(epoch + 1, logs.get("loss", np.nan), logs.get(self.metric, np.nan))
 
 
 def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained:
@@ -77,13 +49,6 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     model.compile(optimizer=keras_mlp.make_optimizer(cfg["optimizer"]), loss=keras_mlp.make_loss(cfg["loss"]), metrics=[metric])
     history = History()
     progress = Progress(schedule.epochs, "fit")
-    callbacks = [
-        Snapshots(schedule.snapshot_epochs, history),
-        StopAtDivergence(schedule.max_weight, history),
-        ShowProgress(progress, metric),
-    ]
-    if schedule.stop_at_convergence:
-        callbacks.append(StopAtConvergence(metric))
     start = time.perf_counter()
     logs = model.fit(
         dataset.x_train,
@@ -94,7 +59,7 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
         shuffle=schedule.shuffle and schedule.batch_size < len(dataset.x_train),
         validation_data=(dataset.x_test, dataset.y_test) if dataset.has_test else None,
         verbose=0,
-        callbacks=callbacks,
+        callbacks=[Watch(schedule, history, progress, metric)],
     ).history
     seconds = time.perf_counter() - start
     progress.update(len(logs["loss"]), logs["loss"][-1], logs[metric][-1], final=True)

@@ -20,13 +20,6 @@ from pipeline.core.memory import CHUNK
 from pipeline.core.spec import initializer_name, initializer_specs, layer_specs, parameter_shapes
 
 
-def initial_parameters(model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> tuple[list[np.ndarray], bool, list[str]]:
-    """Each copy's initial weights, stacked: what a numpy tutorial draws after `np.random.seed(seed)`."""
-    per_copy = [numpy_weights(model_cfg, n_features, int(seed)) for seed in seeds]
-    use_bias = bool(model_cfg.get("use_bias", True))
-    return [np.stack(values) for values in zip(*per_copy)], use_bias, [spec["activation"] for spec in layer_specs(model_cfg)]
-
-
 def numpy_weights(model_cfg: dict[str, Any], n_features: int, seed: int) -> list[np.ndarray]:
     """Kernel then bias, layer by layer, each drawn from the generator `np.random.seed(seed)` seeds.
 
@@ -83,7 +76,9 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
     from pipeline.core.nets import NumpyNet
 
     seeds = schedule.seed + np.arange(copies)
-    mlp = MLP.from_parameters(*initial_parameters(cfg["model"], dataset.n_features, seeds))
+    per_copy = [numpy_weights(cfg["model"], dataset.n_features, int(seed)) for seed in seeds]  # stacked below
+    activations = [spec["activation"] for spec in layer_specs(cfg["model"])]
+    mlp = MLP.from_parameters([np.stack(w) for w in zip(*per_copy)], bool(cfg["model"].get("use_bias", True)), activations)
     cost, learning_rate = Cost.from_config(cfg["loss"]), cfg["optimizer"]["learning_rate"]
     x, y = dataset.x_train.astype(np.float64), dataset.y_train.astype(np.float64)
     test_x, test_y = dataset.x_test.astype(np.float64), dataset.y_test.astype(np.float64)
@@ -114,9 +109,8 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
         columns["loss"].append(loss_sum / n)
         columns["accuracy"].append(correct / n)
         if dataset.has_test:
-            test_loss, test_accuracy = split_metrics(mlp, cost, test_x, test_y)
-            columns["test_loss"].append(test_loss)
-            columns["test_accuracy"].append(test_accuracy)
+            for name, value in zip(("test_loss", "test_accuracy"), split_metrics(mlp, cost, test_x, test_y)):
+                columns[name].append(value)
         if epoch in wanted:
             snapshots[epoch] = [p.astype(np.float32) for p in mlp.parameters()]
         largest = np.abs(np.concatenate([p.reshape(copies, -1) for p in mlp.parameters()], axis=1)).max(axis=1)
