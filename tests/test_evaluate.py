@@ -94,11 +94,14 @@ def test_saved_keras_model_loads_in_safe_mode(make_config, tmp_path):
 
 
 def test_report_has_a_row_with_thumbnail_per_experiment(make_config, tmp_path):
-    from pipeline.stages.report import summary
+    from pipeline.stages import evaluate, report
 
-    cfg, out = trained(make_config, tmp_path, "experiment=xor_relu16", "trainer.epochs=30")
-    evaluate_folder(cfg, out)
-    text = summary(["xor_relu16"], tmp_path)
+    cfg = make_config("experiment=xor_relu16", "trainer.epochs=30", f"paths.summary_rows={tmp_path / 'rows'}")
+    train(cfg)
+    evaluate.run(cfg)  # as the DVC stage runs it: its row beside the others, git-tracked
+    text = report.summary(["xor_relu16"], tmp_path / "rows")
     row = next(line for line in text.splitlines() if line.startswith("| `xor_relu16`"))
     assert "2-16relu-1sigmoid" in row and "Adam lr 0.001" in row and "| 30 |" in row
     assert '<img src="../results/xor_relu16/plots/decision_boundary.png"' in row
+    with pytest.raises(DataError, match="xor_relu32.json: missing; run `dvc repro` first"):
+        report.summary(["xor_relu16", "xor_relu32"], tmp_path / "rows")

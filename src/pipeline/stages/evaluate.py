@@ -15,6 +15,7 @@ from pipeline.config import checks as config
 from pipeline.config.overrides import resolved
 from pipeline.core import data, nets, plots
 from pipeline.core.nets import Net
+from pipeline.core.spec import layer_specs
 from pipeline.errors import DataError
 from pipeline.stages import hydra_app
 
@@ -82,10 +83,25 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
 
 
 def run(cfg: DictConfig) -> None:
-    """Hydra task: evaluate results/<name>/ and log into its MLflow run."""
+    """Hydra task: evaluate results/<name>/ and log into its MLflow run; the DVC stage also writes its summary row."""
     plain = resolved(cfg)
     folder = Path(plain["paths"]["results"]) / plain["name"]
-    evaluate_folder(plain, folder)
+    evaluation = evaluate_folder(plain, folder)
+    if plain["paths"]["summary_rows"]:  # a folder of git-tracked files only: the report's one dependency on results
+        row = summary_row(plain, files.read_json(folder / "metrics.json"), evaluation)
+        files.write_json(Path(plain["paths"]["summary_rows"]) / f"{plain['name']}.json", row)
+
+
+def summary_row(cfg: dict[str, Any], trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's row of reports/summary.md: setup, final scores, convergence epoch."""
+    n_features = data.load_configured(cfg).n_features
+    layers = "-".join([str(n_features)] + [f"{spec['units']}{spec['activation']}" for spec in layer_specs(cfg["model"])])
+    optimizer = f"{cfg['optimizer']['_target_'].rsplit('.', 1)[-1]} lr {cfg['optimizer']['learning_rate']:g}"
+    scores = {
+        f"{split}_{k}": evaluation[split][k] for split in ("train", "test") if split in evaluation for k in ("accuracy", "loss")
+    }
+    setup = {"experiment": cfg["name"], "dataset": cfg["dataset"]["name"], "architecture": layers, "optimizer": optimizer}
+    return setup | scores | {k: trained[k] for k in ("epochs_run", "convergence_epoch")}
 
 
 def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
