@@ -21,8 +21,7 @@ from pipeline.files import write_npz
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):  # exp(-z) = inf for a diverged net's z < -709: 1 / inf = 0, the right limit
-        return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + np.exp(-z))  # a diverged net's z < -709: exp(-z) = inf, 1 / inf = 0, the right limit
 
 
 # name -> (f(z), f'(z) written with a = f(z) where that is the textbook form)

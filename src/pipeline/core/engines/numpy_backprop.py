@@ -53,6 +53,7 @@ UNIFORM_LIMITS = {
 }
 
 
+@np.errstate(over="ignore")  # exp overflows for a diverged copy (backprop.sigmoid): silenced per call, not per step
 def split_metrics(mlp: MLP, cost: Cost, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each copy's loss and accuracy on (x, y), from forward passes of CHUNK rows."""
     totals, hits = [], []
@@ -64,6 +65,7 @@ def split_metrics(mlp: MLP, cost: Cost, x: np.ndarray, y: np.ndarray) -> tuple[n
     return cost.scale(len(x)) * np.sum(totals, axis=0), np.sum(hits, axis=0) / y.size
 
 
+@np.errstate(over="ignore")
 def probabilities(mlp: MLP, cost: Cost, x: np.ndarray) -> np.ndarray:
     """Each copy's P(class 1) for the rows of x [copies, n], CHUNK rows at a time."""
     return np.concatenate(
@@ -71,6 +73,7 @@ def probabilities(mlp: MLP, cost: Cost, x: np.ndarray) -> np.ndarray:
     )
 
 
+@np.errstate(over="ignore")
 def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained:
     """Train `copies` copies seeded schedule.seed, +1, ... with plain gradient descent; metrics as Keras's fit reports them."""
     from pipeline.core.nets import NumpyNet
