@@ -55,7 +55,7 @@ class StackedMLP:
         for layer, name in enumerate(self.activations):
             z = tf.matmul(a, self.variables[step * layer])
             if self.use_bias:
-                z = z + self.variables[step * layer + 1][:, None, :]
+                z = z + tf.expand_dims(self.variables[step * layer + 1], 1)
             a = activate(name, z)
         return z, a
 
@@ -175,9 +175,7 @@ class CompiledLoop:
                 logits, prediction = self.model.forward(self.x_test)
                 hits = self.correct(self.y_test, prediction)
                 values += [self.losses(self.y_test, prediction, logits), tf.math.divide_no_nan(hits, float(len(self.x_test)))]
-            largest = tf.reduce_max(
-                tf.stack([tf.reduce_max(tf.abs(tf.reshape(v, [copies, -1])), axis=1) for v in variables]), axis=0
-            )
+            largest = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(v), axis=range(1, v.shape.rank)) for v in variables]), axis=0)
             bad = diverged(loss, largest, self.schedule.max_weight)
             columns = [column.write(i, value) for column, value in zip(columns, [*values, tf.cast(bad, tf.float32)])]
             if tf.reduce_all(bad) or self.schedule.stop_at_convergence and tf.reduce_all(values[1] >= 1.0):
