@@ -15,13 +15,13 @@ COLUMNS = ["experiment", "dataset", "architecture", "optimizer", "epochs", "trai
 COLUMNS += ["convergence epoch", "decision boundary"]
 
 
-def row(summary: dict[str, Any]) -> list[str]:
+def row(entry: dict[str, Any]) -> list[str]:
     """One experiment's row, from the summary row its evaluate stage wrote."""
-    name, test = summary["experiment"], summary.get("test_accuracy")
-    scores = [f"{summary['train_accuracy']:.1%}", "no split" if test is None else f"{test:.1%}", f"{summary['train_loss']:.4g}"]
+    name, test = entry["experiment"], entry.get("test_accuracy")
+    scores = [f"{entry['train_accuracy']:.1%}", "no split" if test is None else f"{test:.1%}", f"{entry['train_loss']:.4g}"]
     thumbnail = f'<img src="../results/{name}/plots/decision_boundary.png" width="180">'
-    setup = [f"`{name}`", summary["dataset"], summary["architecture"], summary["optimizer"], str(summary["epochs_run"])]
-    return [*setup, *scores, str(summary["convergence_epoch"] or "never"), thumbnail]
+    setup = [f"`{name}`", entry["dataset"], entry["architecture"], entry["optimizer"], str(entry["epochs_run"])]
+    return [*setup, *scores, str(entry["convergence_epoch"] or "never"), thumbnail]
 
 
 def summary(names: list[str], rows: Path) -> str:
