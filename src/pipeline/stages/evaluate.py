@@ -83,18 +83,14 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
 
 
 def run(cfg: DictConfig) -> None:
-    """Hydra task: evaluate results/<name>/ and log into its MLflow run; the DVC stage also writes its summary row."""
+    """Hydra task: evaluate results/<name>/ and log into its MLflow run (the DVC stage: and write its summary row)."""
     plain = resolved(cfg)
     folder = Path(plain["paths"]["results"]) / plain["name"]
-    evaluation = evaluate_folder(plain, folder)
-    if plain["paths"]["summary_rows"]:  # a folder of git-tracked files only: the report's one dependency on results
-        row = summary_row(plain, files.read_json(folder / "metrics.json"), evaluation)
-        files.write_json(Path(plain["paths"]["summary_rows"]) / f"{plain['name']}.json", row)
+    evaluate_folder(plain, folder)
 
 
-def summary_row(cfg: dict[str, Any], trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
+def summary_row(cfg: dict[str, Any], n_features: int, trained: dict[str, Any], evaluation: dict[str, Any]) -> dict[str, Any]:
     """The experiment's row of reports/summary.md: setup, final scores, convergence epoch."""
-    n_features = data.load_configured(cfg).n_features
     layers = "-".join([str(n_features)] + [f"{spec['units']}{spec['activation']}" for spec in layer_specs(cfg["model"])])
     optimizer = f"{cfg['optimizer']['_target_'].rsplit('.', 1)[-1]} lr {cfg['optimizer']['learning_rate']:g}"
     scores = {
@@ -105,7 +101,7 @@ def summary_row(cfg: dict[str, Any], trained: dict[str, Any], evaluation: dict[s
 
 
 def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """Evaluate a training output folder and log into its run (shared by the DVC stage and multirun jobs)."""
+    """Evaluate a training output folder, log into its run, write its summary row if asked (DVC stage, multirun jobs)."""
     files.settle(folder)  # a training killed while moving its outputs in: finish the move before reading
     dataset = data.load_configured(cfg)
     metrics, pictures = evaluate(cfg, folder, dataset)
@@ -114,6 +110,9 @@ def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
         from pipeline.tracking import runs
 
         runs.log_evaluation(cfg, run_id, metrics, pictures)
+    if cfg["paths"]["summary_rows"]:  # a folder of git-tracked files only: the report's one dependency on results
+        row = summary_row(cfg, dataset.n_features, files.read_json(folder / "metrics.json"), metrics)
+        files.write_json(Path(cfg["paths"]["summary_rows"]) / f"{cfg['name']}.json", row)
     print(f"{cfg['name']}: wrote {folder / 'evaluation.json'} and {len(pictures)} pictures in {folder / 'plots'}")
     return metrics
 
