@@ -25,17 +25,21 @@ def test_the_registry_maps_each_name_to_an_engine_and_rejects_others():
 
 
 def test_progress_is_quiet_on_short_runs_and_gives_a_rate_and_eta_on_long_ones(capsys, monkeypatch):
-    clock = iter([0.0, 0.5, 0.6, 2.0, 3.0])
+    clock = iter([0.0, 0.5, 0.6, 2.0, 4.0, 5.0, 6.5, 6.6])
     monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
     short = Progress(epochs=10, label="compiled")  # starts at 0.0
     short.update(5, 0.5, 0.75)  # 0.5 s: too soon
     short.update(10, 0.4, 1.0, final=True)  # 0.6 s: nothing was printed, so no final line either
     assert capsys.readouterr().err == ""
     long = Progress(epochs=100, label="numpy x3")  # starts at 2.0
-    long.update(50, np.array([0.1, 0.2, 0.3]), np.array([1.0, 1.0, 0.5]))  # 1 s later: 50 epochs/s, 1 s left
+    long.update(1, 0.3, 0.5)  # 2 s later, after the warm-up (tracing): its rate would promise an ETA of 198 s
+    long.update(50, np.array([0.1, 0.2, 0.3]), np.array([1.0, 1.0, 0.5]))  # 1 s later: 49 epochs/s since, 1 s left
     line = capsys.readouterr().err.strip()
     assert line.startswith("[numpy x3] epoch 50/100") and "median loss 0.2" in line and "66.7%" in line
-    assert "50 epochs/s" in line and "ETA 1 s" in line
+    assert "16.7 epochs/s" in line and "ETA 1 s" in line
+    long.update(100, 0.1, 1.0)  # the last epoch's line (1.5 s later), then the final report: not a second line
+    long.update(100, 0.1, 1.0, final=True)
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_the_initial_weights_of_many_copies_show_progress_while_created(capsys, monkeypatch):

@@ -6,6 +6,7 @@ Every picture takes a `predict` function, so Keras models, numpy models and weig
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,14 +24,16 @@ from pipeline.files import atomic_path  # noqa: E402
 
 # No software/date stamps, so the same data give byte-identical PNGs.
 PNG_METADATA = {"Software": None}
+NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 
 
 def scatter_classes(ax: plt.Axes, x: np.ndarray, y: np.ndarray, label_suffix: str = "", **style) -> None:
-    """Draw class 0 as blue dots and class 1 as red crosses on `ax`."""
+    """Draw class 0 as blue dots and class 1 as red crosses on `ax`, white-edged to stand out on any background."""
     y = np.ravel(y)
-    size = 80 if len(y) <= 50 else 18  # the 4-row tables need visible points
-    ax.scatter(x[y == 0, 0], x[y == 0, 1], c="tab:blue", marker="o", s=size, label=f"class 0{label_suffix}", **style)
-    ax.scatter(x[y == 1, 0], x[y == 1, 1], c="tab:red", marker="x", s=size * 1.3, label=f"class 1{label_suffix}", **style)
+    size = 80 if len(y) <= 50 else 22  # the 4-row tables need visible points
+    edges: dict[str, Any] = {"edgecolors": "white", "linewidths": 0.6} | style
+    ax.scatter(x[y == 0, 0], x[y == 0, 1], c="tab:blue", marker="o", s=size, label=f"class 0{label_suffix}", **edges)
+    ax.scatter(x[y == 1, 0], x[y == 1, 1], c="tab:red", marker="X", s=size * 1.3, label=f"class 1{label_suffix}", **edges)
 
 
 def dataset_scatter(frame: pd.DataFrame, title: str, path: str | Path) -> None:
@@ -79,16 +82,19 @@ class Grid:
 def draw_boundary(ax: plt.Axes, grid: Grid, probability: np.ndarray, dataset: Dataset, colorbar: bool = True):
     """contourf of P(class 1), the 0.5 contour, train points (filled) and test points (hollow) on `ax`."""
     f0, f1 = dataset.plot_features[:2]
-    filled = ax.contourf(grid.xx, grid.yy, probability, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.75)
+    filled = ax.contourf(grid.xx, grid.yy, probability, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.5)
     ax.contour(grid.xx, grid.yy, probability, levels=[0.5], colors="k", linewidths=1.5)
     scatter_classes(ax, dataset.x_train[:, [f0, f1]], dataset.y_train, " (train)")
     if dataset.has_test:
         test = dataset.x_test[:, [f0, f1]]
         y = np.ravel(dataset.y_test)
-        ax.scatter(
-            test[y == 0, 0], test[y == 0, 1], facecolors="none", edgecolors="navy", marker="o", s=22, label="class 0 (test)"
-        )
-        ax.scatter(test[y == 1, 0], test[y == 1, 1], c="darkred", marker="+", s=30, label="class 1 (test)")
+        hollow: dict[str, Any] = {
+            "facecolors": "none",
+            "edgecolors": "k",
+            "linewidths": 0.8,
+        }  # test points: outlines on any background
+        ax.scatter(test[y == 0, 0], test[y == 0, 1], marker="o", s=26, label="class 0 (test)", **hollow)
+        ax.scatter(test[y == 1, 0], test[y == 1, 1], marker="X", s=34, label="class 1 (test)", **hollow)
     ax.set(xlabel=f"x{f0 + 1}", ylabel=f"x{f1 + 1}")
     if colorbar:
         ax.figure.colorbar(filled, ax=ax, label="P(class 1)")
@@ -133,6 +139,7 @@ def boundary_evolution(
         fig, ax = plt.subplots(figsize=(4.5, 4))
         draw_boundary(ax, grid, grid.surface(predict), dataset, colorbar=False)
         ax.set_title(f"{title}: epoch {epoch}")
+        fig.tight_layout()  # the axis labels inside the frame
         fig.canvas.draw()
         rgba = np.asarray(fig.canvas.buffer_rgba())  # type: ignore[attr-defined]  # the Agg canvas, selected above
         images.append(Image.fromarray(rgba).convert("P", palette=Image.Palette.ADAPTIVE))
@@ -144,21 +151,44 @@ def boundary_evolution(
 def neuron_maps(
     activations: Callable[[np.ndarray], np.ndarray], dataset: Dataset, title: str, path: str | Path, resolution: int = 60
 ) -> None:
-    """Save one small heatmap per unit of the first hidden layer: its activation over the input plane."""
+    """Save one map per unit of the first hidden layer: its activation over the input plane, on one colour scale.
+
+    A unit constant over the whole plane (a dead relu) is marked as such instead of drawn as a middle colour.
+    """
     grid = Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), dataset.plot_features[:2], resolution)
     values = np.asarray(activations(grid.points))
-    units = values.shape[1]
-    columns = min(units, 8)
+    units, columns = values.shape[1], min(values.shape[1], 8)
     rows = -(-units // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.6 * rows + 0.5), squeeze=False, layout="constrained")
+    reach = max(float(np.abs(values).max()), 1e-9)
+    # tanh, linear: 0 in the middle of a diverging scale; relu, sigmoid (never below 0): 0 at the bottom
+    scale = (
+        {"cmap": "RdBu_r", "vmin": -reach, "vmax": reach} if values.min() < 0 else {"cmap": "viridis", "vmin": 0, "vmax": reach}
+    )
+    size = (1.7 * columns + 1.2, 1.7 * rows + 0.6)
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False, sharex=True, sharey=True, layout="constrained")
+    image = None
     for unit, ax in enumerate(axes.flat):
-        ax.set_xticks([]), ax.set_yticks([])
         if unit >= units:
             ax.axis("off")
             continue
-        ax.contourf(grid.xx, grid.yy, values[:, unit].reshape(grid.xx.shape), levels=20, cmap="RdBu_r")
+        unit_values = values[:, unit].reshape(grid.xx.shape)
+        if np.ptp(unit_values) < 1e-9:  # the same output everywhere: no boundary of its own
+            ax.set_facecolor("0.85")
+            ax.text(
+                0.5, 0.5, f"constant\n{unit_values.flat[0]:.3g}", ha="center", va="center", transform=ax.transAxes, fontsize=7
+            )
+        else:
+            image = ax.pcolormesh(grid.xx, grid.yy, unit_values, shading="auto", **scale)
         ax.set_title(f"unit {unit}", fontsize=8)
-    fig.suptitle(f"{title}: first hidden layer, activation of each unit", fontsize=9)
+        ax.tick_params(labelsize=6)
+    f0, f1 = dataset.plot_features[:2]
+    for ax in axes[-1]:
+        ax.set_xlabel(f"x{f0 + 1}", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"x{f1 + 1}", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes, label="activation", shrink=0.9)
+    fig.suptitle(f"{title}: first hidden layer, each unit's activation over the input plane", fontsize=9)
     save_figure(fig, path)
 
 
@@ -195,7 +225,9 @@ def convergence(table: pd.DataFrame, km, epochs: int, title: str, path: str | Pa
 
 
 def sweep_heatmap(table: pd.DataFrame, rows: str, columns: str, metric: str) -> Figure:
-    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled)."""
+    """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled), in numeric order."""
+    numeric = {key: pd.to_numeric(table[key]) for key in (rows, columns) if table[key].astype(str).str.fullmatch(NUMBER).all()}
+    table = table.assign(**numeric)  # MLflow params are strings: 16 before 4 and 8 otherwise
     grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
     fig, ax = plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")
