@@ -181,10 +181,13 @@ def serving(command: list[str], ready_path: str, cwd: Path, env: dict | None = N
     """Run a server command (`{port}` in it becomes a free port) in `env` (default: this one); yield its URL once
     `ready_path` answers 200."""
     port = free_port()
+    env = dict(os.environ if env is None else env)
+    # `mlflow models serve` starts `uvicorn` by name: the venv's bin on PATH, also when pytest runs without `uv run`
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     server = subprocess.Popen(
         [part.format(port=port) for part in command],
         cwd=cwd,
-        env=os.environ if env is None else env,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -218,3 +221,33 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, cwd: Path) -> Iterato
     command += ["--backend-store-uri", backend_store_uri, "--artifacts-destination", str(artifacts), "--workers", "1"]
     with serving(command, "/health", cwd, timeout=120) as url:
         yield url
+
+
+def snapshot(folder):
+    """Every file under `folder` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+COMPLETE = ("experiment=xor_relu16", "trainer.epochs=50", "paths.results=${paths.root}/results")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, generated) -> Path:
+    """A root with the XOR data and a complete, evaluated results folder of xor_relu16 (seed 0, 50 epochs), made once."""
+    from omegaconf import OmegaConf
+
+    from pipeline.stages import evaluate, train
+
+    root = tmp_path_factory.mktemp("complete")
+    cfg = compose_config(root, *COMPLETE, "tracking.enabled=false")
+    generated_copy(dict(cfg.dataset), cfg.paths.data, generated)
+    train.train(cfg, out=root / "results" / "xor_relu16")
+    evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), root / "results" / "xor_relu16")
+    return root
+
+
+@pytest.fixture
+def complete(evaluated, make_config, tmp_path):
+    """A copy of `evaluated` in this test's folder: its results folder of xor_relu16 and its config."""
+    shutil.copytree(evaluated, tmp_path, dirs_exist_ok=True)
+    return make_config(*COMPLETE), tmp_path / "results" / "xor_relu16"

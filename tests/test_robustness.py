@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.server
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -16,37 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import compose_config, generated_copy
+from conftest import snapshot
 from omegaconf import OmegaConf
 
 from pipeline import files
 from pipeline.stages import evaluate, train
-
-
-def snapshot(folder):
-    """Every file under `folder` (relative path -> bytes)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-COMPLETE = ("experiment=xor_relu16", "trainer.epochs=50", "paths.results=${paths.root}/results")
-
-
-@pytest.fixture(scope="module")
-def evaluated(tmp_path_factory, generated) -> Path:
-    """A root with the XOR data and a complete, evaluated results folder of xor_relu16 (seed 0, 50 epochs), made once."""
-    root = tmp_path_factory.mktemp("complete")
-    cfg = compose_config(root, *COMPLETE, "tracking.enabled=false")
-    generated_copy(dict(cfg.dataset), cfg.paths.data, generated)
-    train.train(cfg, out=root / "results" / "xor_relu16")
-    evaluate.evaluate_folder(OmegaConf.to_container(cfg, resolve=True), root / "results" / "xor_relu16")
-    return root
-
-
-@pytest.fixture
-def complete(evaluated, make_config, tmp_path):
-    """A copy of `evaluated` in this test's folder: its results folder of xor_relu16 and its config."""
-    shutil.copytree(evaluated, tmp_path, dirs_exist_ok=True)
-    return make_config(*COMPLETE), tmp_path / "results" / "xor_relu16"
 
 
 def test_a_runs_files_and_folders_get_the_umasks_mode(make_config, tmp_path):
@@ -73,6 +47,25 @@ def test_a_training_that_fails_mid_save_leaves_the_previous_set_intact(complete,
         train.train(OmegaConf.merge(cfg, {"trainer": {"seed": 1}}), out=folder)
     assert snapshot(folder) == before  # the seed-0 set, whole: no seed-1 model beside seed-0 metrics
     assert [p.name for p in folder.parent.iterdir()] == ["xor_relu16"]  # no staging folder left behind
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_set(complete, monkeypatch, refused):
+    folder = complete[1]
+    before = snapshot(folder.parent.parent)
+    monkeypatch.chdir(folder.parent.parent)
+    monkeypatch.setattr(np, "savez", disk_full)
+    args = ["experiment=xor_relu16", "paths.root=.", "paths.results=results", "tracking.enabled=false", "trainer.seed=1"]
+    code, err = refused(train.main, *args, "hydra/job_logging=none", "hydra/hydra_logging=none")
+    assert code == 2 and err.strip().splitlines() == [
+        "error: disk: No space left on device; free some space (earlier results are kept)"
+    ]
+    assert snapshot(folder.parent.parent) == before  # Hydra's output folder included
+
+
+def test_ctrl_c_while_a_command_imports_is_one_line():
+    code = "import sys; sys.argv = ['-m']; import os, signal, time, pipeline; os.kill(os.getpid(), signal.SIGINT); time.sleep(9)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130 and result.stderr == "error: interrupted (Ctrl-C)\n"
 
 
 def write_set(stage, contents):
@@ -158,7 +151,9 @@ def test_evaluate_refuses_damaged_inputs_in_one_line_and_writes_nothing(complete
 def test_single_class_training_data_is_refused(tmp_path, monkeypatch, refused):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "xor.csv").write_text("x1,x2,label,split\n0,0,1,train\n1,1,1,train\n")
-    (tmp_path / "data" / "xor.json").write_text('{"generated_with": {"name": "xor", "test_fraction": 0.0}}')
+    (tmp_path / "data" / "xor.json").write_text(
+        '{"generated_with": {"name": "xor", "test_fraction": 0.0}, "features": ["x1", "x2"]}'
+    )
     monkeypatch.chdir(tmp_path)
     code, err = refused(train.main, "experiment=xor_relu16", "paths.root=.", "tracking.enabled=false")
     lines = err.strip().splitlines()
@@ -251,18 +246,51 @@ def test_an_unusable_tracking_store_fails_fast_in_one_line_before_training(tmp_p
     assert time.monotonic() - start < 20 and not (tmp_path / "runs").exists()
 
 
-def test_a_server_that_is_not_mlflow_is_named(tmp_path):
-    import http.server
+class HealthyButFailing(http.server.BaseHTTPRequestHandler):
+    """A server whose /health answers but whose REST API fails, as one with a broken database does."""
 
+    def do_GET(self):  # noqa: N802 (the handler's protocol)
+        self.send_response(200 if self.path == "/health" else 500)
+        self.end_headers()
+
+
+@pytest.mark.parametrize(
+    ("handler", "path", "code"),
+    [(http.server.SimpleHTTPRequestHandler, "/health", 404), (HealthyButFailing, "/api/2.0/mlflow/experiments/search", 500)],
+)
+def test_a_server_that_is_not_working_mlflow_is_named(handler, path, code):
     from pipeline.errors import TrackingError
     from pipeline.tracking.store import check_server
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)  # 404 for /health
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     uri = f"http://127.0.0.1:{server.server_port}"
     try:
-        with pytest.raises(TrackingError, match=f"{uri} answers /health with HTTP 404: not an MLflow tracking server"):
+        with pytest.raises(TrackingError, match=f"{uri} answers {path}.* with HTTP {code}: not a working MLflow"):
             check_server(uri)
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("killed_at", range(1, 8))  # 1: before the set is committed; 2-7: after 0-5 files moved in
+def test_a_training_killed_anywhere_in_its_move_leaves_one_whole_set(tmp_path, monkeypatch, killed_at):
+    folder, names = tmp_path / "results" / "xor_relu16", ["history.csv", "metrics.json", "model.keras", "run.json"]
+    names += ["snapshots.npz", "timing.json"]
+    with files.staged(folder, replaces=train.RUN_FILES) as stage:
+        write_set(stage, dict.fromkeys([*names, "evaluation.json"], "old"))
+    real_replace, calls = os.replace, []
+
+    def killed(source, target):
+        calls.append(target)
+        if len(calls) == killed_at:
+            raise KeyboardInterrupt  # as SIGKILL there would: nothing after it runs but `finally` blocks
+        real_replace(source, target)
+
+    monkeypatch.setattr(files.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt), files.staged(folder, replaces=train.RUN_FILES) as stage:
+        write_set(stage, dict.fromkeys(names, "new"))
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    files.settle(folder)  # what the next command does first
+    expected = dict.fromkeys([*names, "evaluation.json"], "old") if killed_at == 1 else dict.fromkeys(names, "new")
+    assert {k: v.decode() for k, v in snapshot(folder).items()} == expected

@@ -107,7 +107,7 @@ def test_a_sweep_with_a_bad_last_job_fails_before_any_job_runs_and_leaves_no_run
 
 
 def test_every_job_of_a_sweep_is_checked_and_long_sweeps_check_each_value_once():
-    from pipeline.config.overrides import MAX_CHECKED_JOBS, sweep_configs
+    from pipeline.config.jobs import MAX_CHECKED_JOBS, sweep_configs
 
     jobs = list(sweep_configs(["-m", "experiment=xor_relu16", "optimizer=adam,sgd", "trainer.seed=range(3)", "+tag=a,b"]))
     assert len(jobs) == 12
@@ -118,11 +118,16 @@ def test_every_job_of_a_sweep_is_checked_and_long_sweeps_check_each_value_once()
     many = list(sweep_configs(["-m", f"trainer.seed=range({MAX_CHECKED_JOBS})", "model.hidden.0.units=4,8"]))
     assert len(many) == MAX_CHECKED_JOBS + 1  # every seed with 4 units, then 8 units once
     assert [c.model.hidden[0].units for c in many[-2:]] == [4, 8]
-    assert list(sweep_configs(["-m", "optimizer.learning_rate=interval(0.001,0.1)"]))[0].optimizer.learning_rate == 0.001
+    ends = [c.optimizer.learning_rate for c in sweep_configs(["-m", "optimizer.learning_rate=interval(0.001,0.1)"])]
+    assert ends == [0.001, 0.1]  # an interval Optuna samples: checked at both ends
+    searched = list(sweep_configs(["-m", "experiment=xor_relu16", "hparams_search=xor_optuna", "trainer.epochs=9"]))
+    units_and_rates = {(c.model.hidden[0].units, c.optimizer.learning_rate) for c in searched}
+    assert units_and_rates == {(u, r) for u in (2, 4, 8, 16, 32) for r in (0.001, 0.1)}  # the preset's search space
 
 
 def test_a_glob_over_a_group_sweeps_its_options_and_force_adds_of_existing_keys_pass():
-    from pipeline.config.overrides import check_overrides, sweep_configs
+    from pipeline.config.jobs import sweep_configs
+    from pipeline.config.overrides import check_overrides
 
     args = ["-m", "optimizer=glob(*,exclude=sgd)", "++trainer.epochs=3,4"]
     check_overrides(args)  # ++ of an existing key overrides it: allowed

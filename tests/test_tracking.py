@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shutil
+import sqlite3
 import os
 import signal
 import subprocess
@@ -16,6 +20,7 @@ import pytest
 from conftest import mlflow_server, run_cli, run_sweep
 from mlflow.tracking import MlflowClient
 
+from pipeline.core import engines
 from pipeline.errors import DivergedError, TrackingError
 from pipeline.stages.train import train
 from pipeline.tracking import runs
@@ -301,3 +306,115 @@ def test_two_configs_never_share_a_run_name_in_one_experiment(make_config, tmp_p
     found = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id], order_by=["attributes.start_time"])
     names = [r.info.run_name for r in found]
     assert names[:2] == ["xor_relu16", "xor_relu16"] and names[2] == f"xor_relu16 #{found[2].data.tags['config_digest']}"
+
+
+def sweep_under_way(root: Path, workers: int) -> subprocess.Popen:
+    """A tracked 4-job sweep under `root` (its own process group), joblib on 2 workers or (1) Hydra's sequential
+    launcher, returned once `workers` jobs train."""
+    assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=root).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in training_under_way
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.stages.train", "-m", "experiment=xor_relu16", "trainer.seed=0,1,2,3"]
+            + ["trainer.epochs=2000000", "trainer.progress_every=2000", "paths.root=."]
+            + (
+                ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={workers}"] if workers > 1 else []
+            ),  # progress every 2000 epochs: the graph returns to Python, which takes signals, often
+            cwd=root,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,  # its own group: Ctrl-C in a terminal signals the whole group
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    jobs = (
+        "SELECT count(*) FROM runs WHERE status = 'RUNNING' AND run_uuid NOT IN (SELECT run_uuid FROM tags WHERE key = 'sweep')"
+    )
+    for _ in range(1200):  # read-only SQL: a client of our own would race the sweep's creation of the store
+        with (
+            contextlib.suppress(sqlite3.Error),
+            contextlib.closing(sqlite3.connect(f"file:{root / 'mlflow.db'}?mode=ro", uri=True)) as db,
+        ):
+            if db.execute(jobs).fetchone()[0] == workers:
+                return process
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("the sweep's jobs did not start")
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT", "group SIGINT", "sequential SIGKILL"])
+def test_a_sweep_stopped_any_way_leaves_no_run_running(tmp_path, how):
+    process = sweep_under_way(tmp_path, workers=1 if how.startswith("sequential") else 2)
+    try:
+        if how.startswith("sequential"):
+            os.kill(process.pid, signal.SIGKILL)
+        elif how == "group SIGINT":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            os.kill(process.pid, getattr(signal, how))
+        process.wait(timeout=60)  # idle joblib workers may hold its stderr open: read once they are gone
+        for _ in range(60):  # within 30 s every run of the sweep has ended
+            experiment = store(tmp_path).get_experiment_by_name("xor_relu16")
+            runs = store(tmp_path).search_runs([experiment.experiment_id])
+            if not any(r.info.status == "RUNNING" for r in runs):
+                break
+            time.sleep(0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind, if any
+    err = process.stderr.read()
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    assert len(runs) >= 2 and {r.info.status for r in runs} == {"KILLED"}  # the parent and its started jobs
+    if "SIGKILL" not in how:
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: interrupted"), err[-2000:]
+
+
+def test_evaluate_refuses_a_run_json_that_names_another_run(make_config, tmp_path, monkeypatch, refused):
+    from conftest import snapshot
+
+    from pipeline.stages import evaluate
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("xor_relu16", "xor_relu32"):
+        train(make_config(f"experiment={name}", "trainer.epochs=20", tracking=True))
+    other = json.loads((tmp_path / "runs" / "xor_relu32" / "run.json").read_text())["run_id"]
+    shutil.copy(tmp_path / "runs" / "xor_relu32" / "run.json", tmp_path / "runs" / "xor_relu16" / "run.json")
+    before, logged = snapshot(tmp_path / "runs"), store(tmp_path).get_run(other).data
+    monkeypatch.chdir(tmp_path)
+    code, err = refused(evaluate.main, "experiment=xor_relu16", "paths.root=.")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and f"run.json: names run {other}, which did not train model.keras" in lines[0]
+    assert snapshot(tmp_path / "runs") == before  # nothing evaluated, nothing logged into the other run
+    after = store(tmp_path).get_run(other).data
+    assert after.metrics == logged.metrics and after.tags == logged.tags
+
+
+def test_an_unwritable_artifact_store_is_refused_before_training(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "mlartifacts").write_text("a file where the experiment's artifact folder goes")
+    trained = []
+    monkeypatch.setattr(engines, "train", lambda *args: trained.append(args))
+    with pytest.raises(TrackingError, match="mlartifacts: the experiment's artifact store cannot be written .* is a file"):
+        train(make_config("experiment=xor_relu16", "trainer.epochs=20", tracking=True), out=tmp_path / "o")
+    assert not trained and not (tmp_path / "o").exists()
+    assert store(tmp_path).search_runs([store(tmp_path).get_experiment_by_name("xor_relu16").experiment_id]) == []
+
+
+def test_ctrl_c_inside_the_final_logging_is_held_until_it_ends_then_ends_the_run_killed(make_config, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    real = runs.log_dataset
+
+    def interrupted_while_logging(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # inside an SQLite write, it left the store locked and the run RUNNING
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "log_dataset", interrupted_while_logging)
+    with pytest.raises(KeyboardInterrupt):
+        train(make_config("experiment=xor_relu16", "trainer.epochs=20", tracking=True), out=tmp_path / "o")
+    run = only_run(store(tmp_path), "xor_relu16")
+    assert run.info.status == "KILLED" and run.data.tags["error"] == "interrupted (Ctrl-C)"
+    assert "final_train_loss" in run.data.metrics  # the logging it arrived in ran to its end first

@@ -3,6 +3,8 @@
 import functools
 import gc
 import os
+import signal
+import sys
 import types
 
 # Must be set before TensorFlow is first imported, or every command prints CUDA and oneDNN noise;
@@ -10,6 +12,16 @@ import types
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def interrupted_while_importing(signum: int, frame: types.FrameType | None) -> None:
+    """Ctrl-C before a command's main() starts: one line, as main() prints it, not an import traceback."""
+    sys.stderr.write("error: interrupted (Ctrl-C)\n")
+    os._exit(130)  # nothing is written yet; main() puts Python's own handler back first thing
+
+
+if os.path.basename(sys.argv[0]).startswith("pipeline-") or sys.argv[0] == "-m":  # a command, not an import
+    signal.signal(signal.SIGINT, interrupted_while_importing)
 
 
 @functools.cache

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +84,12 @@ def settle(folder: str | os.PathLike) -> None:
 
 def move_in(commit: Path, folder: Path) -> None:
     """Move a committed set into `folder` as its manifest says; idempotent, so a killed move can be redone."""
-    manifest = json.loads((commit / MANIFEST).read_text())
-    new = set(manifest["files"])
+    try:
+        manifest = json.loads((commit / MANIFEST).read_text())
+        new = set(manifest["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        problem = f"an unreadable record of a set to move into {folder}; remove its folder ({commit}) and train again"
+        raise DataError(commit / MANIFEST, problem) from None
     folder.mkdir(exist_ok=True)
     for old in list(folder.rglob("*")):  # renames and unlinks only from here: nothing that needs disk space
         relative = old.relative_to(folder).as_posix()
@@ -111,6 +117,22 @@ def fresh_stage(pending: Path, attempts: int = 5) -> Path:
 def staging_dir(folder: Path) -> Path:
     """Where the sets for `folder` are written before they move in: beside it, on the same filesystem."""
     return folder.parent / STAGING / folder.name
+
+
+def writer(folder: str | os.PathLike) -> int | None:
+    """The id of another live process of this machine staging a set of outputs for `folder`, or None."""
+    pending = staging_dir(Path(folder))
+    for stage in pending.glob("*.tmp") if pending.is_dir() else []:
+        host, _, pid = stage.name.rsplit(".", 2)[0].rpartition(".")  # <host>.<pid>.<random>.tmp
+        if host == socket.gethostname() and pid.isdigit() and int(pid) != os.getpid() and alive(int(pid)):
+            return int(pid)
+    return None
+
+
+def digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def alive(pid: int) -> bool:
@@ -156,11 +178,24 @@ def read_json(path: Path, missing: str = "no such file; train first (`dvc repro`
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, Any]) -> None:
-    """Write named numpy arrays as one .npz file atomically (no pickles: plain arrays only)."""
+    """Write named numpy arrays as one .npz file atomically (no pickles: plain arrays only), the same bytes for the
+    same arrays."""
     import numpy as np
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        undated_zip(tmp)
+
+
+def undated_zip(path: Path, edit: Callable[[str, bytes], bytes] = lambda name, data: data) -> None:
+    """Rewrite the zip archive at `path` with its members dated 1980-01-01 (and `edit`ed), so the same content is the
+    same bytes: np.savez and Keras date them now, and DVC would record a new hash for the same model each run."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info, edit(info.filename, archive.read(info))) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in members:
+            archive.writestr(zipfile.ZipInfo(info.filename), data, compress_type=info.compress_type)
 
 
 def write_csv(path: str | os.PathLike, frame: Any, digits: int = 9) -> None:

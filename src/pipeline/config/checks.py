@@ -48,8 +48,9 @@ def check_training(cfg: Mapping[str, Any], n_features: int | None = None) -> Non
 
 def check_name(name: Any) -> None:
     """A run name is one plain path component: it can never escape its output folder."""
-    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name:
-        raise ConfigError("name", name, "letters, digits and _ . = , + - (no '/' or '..'), starting with a letter or digit")
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name or len(name) > 100:
+        allowed = "at most 100 letters, digits and _ . = , + - (no '/' or '..'), starting with a letter or digit"
+        raise ConfigError("name", name if not isinstance(name, str) or len(name) <= 100 else f"{name[:40]}...", allowed)
 
 
 def check_model(model_cfg: Mapping[str, Any], n_features: int | None = None) -> None:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import ConfigError, PipelineError
 
@@ -97,60 +94,6 @@ def existing_keys(parsed: list[Any], options: dict[str, list[str]], conf_dir: Pa
     return set(dotted_keys(OmegaConf.to_container(compose_config(others, conf_dir), resolve=False)))
 
 
-MULTIRUN_FLAGS = ("-m", "--multirun")
-MAX_CHECKED_JOBS = 200  # about 20 ms each; beyond this many jobs, each swept value is checked once
-
-
-def sweep_configs(args: list[str], conf_dir: Path = CONF_DIR) -> Iterator[DictConfig]:
-    """The configs of a multirun's jobs, as Hydra's basic sweeper expands them (choices and ranges).
-
-    Composition is what costs (about 0.1 s): each combination of swept config groups is composed once, and
-    swept values of plain keys are set on a copy. Past MAX_CHECKED_JOBS jobs, each swept value is set once (the
-    other keys at their first value). Sweeps a sweeper samples (Optuna's intervals) are left to the sweeper.
-    """
-    options = group_options(conf_dir)
-    parsed = parse_overrides(command_line_overrides(args))
-    fixed = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
-    groups: list[list[str]] = []
-    values: list[tuple[str, list[Any]]] = []
-    for override in parsed:
-        if not override.is_sweep_override() or not enumerable(override):
-            continue
-        key = override.get_key_element()
-        if override.key_or_group in options or "/" in override.key_or_group:
-            groups.append([f"{key}={value}" for value in swept_strings(override, options)])
-        else:
-            values.append((key, list(override.sweep_iterator())))
-    if math.prod(len(v) for _, v in values) <= MAX_CHECKED_JOBS:
-        settings = [list(zip([k for k, _ in values], combination)) for combination in itertools.product(*(v for _, v in values))]
-    else:
-        firsts = [(k, v[0]) for k, v in values]
-        settings = [firsts] + [firsts[:i] + [(k, x)] + firsts[i + 1 :] for i, (k, v) in enumerate(values) for x in v[1:]]
-    for combination in itertools.product(*groups):
-        base = compose_config(fixed + list(combination), conf_dir)
-        for setting in settings:
-            cfg = base.copy()
-            for key, value in setting:
-                set_value(cfg, key, value, fixed + list(combination), conf_dir)
-            yield cfg
-
-
-def set_value(cfg: DictConfig, key: str, value: Any, overrides: list[str], conf_dir: Path) -> None:
-    """Apply one job's `key=value` (`+key=value` adds a key) as composition would; an unknown key is a PipelineError."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    path = key.lstrip("+~")
-    try:
-        if key.startswith("+"):
-            with open_dict(cfg):
-                OmegaConf.update(cfg, path, value, force_add=True)
-        else:
-            OmegaConf.update(cfg, path, value)
-    except OmegaConfBaseException:
-        hint = suggestion(path, overrides, conf_dir) or " (no such key; `--cfg job` lists the keys)"
-        raise PipelineError(f"bad override: Could not override '{path}'.{hint}") from None
-
-
 def swept_strings(override: Any, options: dict[str, list[str]]) -> list[str]:
     """A sweep override's values as strings; a group's `glob(*)` matched against its options, as Hydra does."""
     from hydra.core.override_parser.types import Glob
@@ -197,15 +140,28 @@ def dotted_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def resolved(cfg: Any) -> dict[str, Any]:
-    """A config node as plain dicts and lists, interpolations resolved."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    """A config node as plain dicts and lists, interpolations resolved; one that cannot resolve is a ConfigError."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        key = str(getattr(error, "full_key", "") or "config")
+        value = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split(".") if key != "config" else []:
+            value = value.get(part) if isinstance(value, dict) else None
+        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(key, value, f"an interpolation that resolves ({problem})") from None
     if not isinstance(plain, dict):
         raise TypeError(f"expected a config mapping, got {type(plain).__name__}")
     return {str(k): v for k, v in plain.items()}
 
 
-def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR, config_name: str = "config") -> DictConfig:
-    """Compose conf/<config_name>.yaml with `overrides` as Hydra would; composition errors become one error line."""
+def compose_config(
+    overrides: list[str], conf_dir: Path = CONF_DIR, config_name: str = "config", hydra: bool = False
+) -> DictConfig:
+    """Compose conf/<config_name>.yaml with `overrides` as Hydra would (with its `hydra` node if asked); composition
+    errors become one error line."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -214,7 +170,7 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR, config_name:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir)):
-            return compose(config_name, overrides=overrides)
+            return compose(config_name, overrides=overrides, return_hydra_config=hydra)
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).strip()
         first_line = message.splitlines()[0] if message else type(error).__name__

@@ -149,11 +149,17 @@ class MLP:
             with np.load(path, allow_pickle=False) as archive:
                 n = sum(1 for k in archive.files if k.startswith("W"))
                 biases = [archive[f"b{l}"] for l in range(n)] if "b0" in archive.files else None
-                return cls([archive[f"W{l}"] for l in range(n)], biases, [str(s) for s in archive["activations"]])
+                mlp = cls([archive[f"W{l}"] for l in range(n)], biases, [str(s) for s in archive["activations"]])
         except FileNotFoundError:
             raise DataError(path, "no such model file") from None
         except (OSError, ValueError, KeyError) as error:
             raise DataError(path, f"not a readable numpy model ({error})") from None
+        widths = [w.shape for w in mlp.W]
+        chained = all(len(a) == 2 and a[1] == b[0] for a, b in zip(widths, widths[1:] + [(1,)]))
+        biased = mlp.b is None or all(b.shape == w.shape[1:] for w, b in zip(mlp.W, mlp.b))
+        if not (n and chained and biased and len(mlp.activations) == n):
+            raise DataError(path, f"weights of mismatched shapes {widths} for one output; train again")
+        return mlp
 
 
 def _T(a: np.ndarray) -> np.ndarray:

@@ -141,29 +141,34 @@ def write(dataset_cfg: Mapping[str, Any], data_dir: str | Path) -> tuple[Path, p
     frame = generate(dataset_cfg)
     csv = Path(data_dir) / f"{dataset_cfg['name']}.csv"
     files.write_csv(csv, frame)  # floats keep every float32 digit
-    files.write_json(record_path(csv), {"generated_with": dict(dataset_cfg)})
+    features = [column for column in frame.columns if column.startswith("x")]
+    files.write_json(record_path(csv), {"generated_with": dict(dataset_cfg), "features": features})
     return csv, frame
 
 
 def record_path(csv: Path) -> Path:
-    """<name>.json beside <name>.csv: the dataset config the file was generated with."""
+    """<name>.json beside <name>.csv: the dataset config the file was generated with, and its feature columns."""
     return csv.with_suffix(".json")
 
 
 def load_configured(cfg: Mapping[str, Any]) -> Dataset:
-    """The data file `cfg` names, once its record shows it was generated with `cfg.dataset`'s values."""
+    """The data file `cfg` names, once its record shows it was generated with `cfg.dataset`'s values and columns."""
     csv = csv_path(cfg)
-    if csv.is_file():
-        check_record(cfg["dataset"], csv)
-    return load(csv, cfg["dataset"]["name"])
+    features = check_record(cfg["dataset"], csv) if csv.is_file() else []
+    dataset = load(csv, cfg["dataset"]["name"])
+    if dataset.n_features != len(features):  # a column removed or added since: a net of another width would train
+        problem = f"has {dataset.n_features} feature columns, but was generated with {len(features)} ({', '.join(features)})"
+        raise DataError(csv, f"{problem}; regenerate it (`dvc repro`)")
+    return dataset
 
 
-def check_record(dataset_cfg: Mapping[str, Any], csv: Path) -> None:
-    """ConfigError naming the first dataset key whose value differs from the one `csv` was generated with."""
+def check_record(dataset_cfg: Mapping[str, Any], csv: Path) -> list[str]:
+    """The feature columns `csv` was generated with; ConfigError naming the first dataset key whose value differs."""
     record = record_path(csv)
     try:
-        made_with = json.loads(record.read_text())["generated_with"]
-        assert isinstance(made_with, dict)
+        made = json.loads(record.read_text())
+        made_with, features = made["generated_with"], made["features"]
+        assert isinstance(made_with, dict) and isinstance(features, list) and all(isinstance(f, str) for f in features)
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
         problem = f"no readable record of the values {csv.name} was made with; regenerate it (`dvc repro`)"
         raise DataError(record, problem) from None
@@ -176,6 +181,7 @@ def check_record(dataset_cfg: Mapping[str, Any], csv: Path) -> None:
                 f"{made_with.get(key)!r}, the value {csv} was generated with (for other data: `{regenerate}`, "
                 "then train with the same paths.data)",
             )
+    return features
 
 
 @dataclass(frozen=True)
@@ -203,6 +209,8 @@ class Dataset:
 def load(path: str | Path, name: str | None = None) -> Dataset:
     """Read a dataset CSV; without a test split, test is the training set (the 4-row tables)."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "a folder, not a data file")
     if not path.is_file():
         raise DataError(path, "no such data file; run `dvc repro` or `python -m pipeline.stages.generate` first")
     try:

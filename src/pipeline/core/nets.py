@@ -6,6 +6,8 @@ which kind of model a run holds.
 
 from __future__ import annotations
 
+import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +35,9 @@ class Net(Protocol):
 
     def at(self, weights: list[np.ndarray]) -> Predict:
         """The probabilities of this net with other weights (a snapshot), in Keras's get_weights() order."""
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """The shapes of its weights, in Keras's get_weights() order (what a snapshot must match)."""
 
     def save(self, folder: Path) -> Path:
         """Write the model file into `folder`, atomically; return its path."""
@@ -82,9 +87,13 @@ class KerasNet:
 
         return predict
 
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(w.shape) for w in self.model.get_weights()]
+
     def save(self, folder: Path) -> Path:
         with files.atomic_path(folder / self.FILE) as tmp:
             self.model.save(tmp)
+            files.undated_zip(tmp, undated_metadata)
         return folder / self.FILE
 
     @classmethod
@@ -98,6 +107,11 @@ class KerasNet:
             return cls(keras.saving.load_model(path, safe_mode=True), from_logits)
         except Exception as error:  # Keras raises many types for a damaged archive
             raise DataError(path, f"not a readable Keras model ({type(error).__name__})") from None
+
+
+def undated_metadata(name: str, data: bytes) -> bytes:
+    """A .keras archive's member, with no save time in metadata.json (informational: loading reads the version)."""
+    return json.dumps(json.loads(data) | {"date_saved": "unrecorded"}).encode() if name == "metadata.json" else data
 
 
 class NumpyNet:
@@ -123,6 +137,9 @@ class NumpyNet:
         frame = MLP.from_parameters(weights, self.mlp.b is not None, self.mlp.activations)
         return lambda x: frame.probabilities(x, self.from_logits)
 
+    def shapes(self) -> list[tuple[int, ...]]:
+        return [w.shape for w in self.mlp.parameters()]
+
     def save(self, folder: Path) -> Path:
         self.mlp.save(folder / self.FILE)
         return folder / self.FILE
@@ -138,6 +155,18 @@ KINDS: tuple[type[KerasNet] | type[NumpyNet], ...] = (NumpyNet, KerasNet)
 def model_files(folder: Path) -> list[Path]:
     """The model files a run may have written into `folder`."""
     return [folder / kind.FILE for kind in KINDS]
+
+
+def input_width(model_file: Path) -> int | None:
+    """The number of features the model file takes, read without loading it (None if unreadable: `load` says why)."""
+    try:
+        if model_file.suffix == ".npz":
+            with np.load(model_file, allow_pickle=False) as archive:
+                return int(archive["W0"].shape[-2])
+        with zipfile.ZipFile(model_file) as archive:  # the .keras format: config.json beside the weights
+            return int(json.loads(archive.read("config.json"))["config"]["layers"][0]["config"]["batch_shape"][-1])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, zipfile.BadZipFile):
+        return None
 
 
 def load(folder: Path, from_logits: bool = False) -> Net:

@@ -58,10 +58,15 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
     Every input is read before anything is written, and the outputs move in together (files.staged): a failure
     leaves the previous evaluation as it was.
     """
-    model = nets.load(folder, bool(cfg["loss"].get("from_logits")))
+    model, made = nets.load(folder, bool(cfg["loss"].get("from_logits"))), files.digest(model_file(folder))
     history = _read_history(folder / "history.csv")
     trained = files.read_json(folder / "metrics.json")
-    snapshots = [(epoch, model.at(weights)) for epoch, weights in read_snapshots(folder / "snapshots.npz").items()]
+    by_epoch = read_snapshots(folder / "snapshots.npz")
+    if wrong := [epoch for epoch, weights in by_epoch.items() if [w.shape for w in weights] != model.shapes()]:
+        raise DataError(
+            folder / "snapshots.npz", f"epoch {wrong[0]}'s weights do not fit the model {model.shapes()}; train again"
+        )
+    snapshots = [(epoch, model.at(weights)) for epoch, weights in by_epoch.items()]
     metrics: dict[str, Any] = {"train": split_metrics(model, cfg["loss"], dataset.x_train, dataset.y_train)}
     if dataset.has_test:  # no split (XOR): no test metrics
         metrics["test"] = split_metrics(model, cfg["loss"], dataset.x_test, dataset.y_test)
@@ -79,6 +84,8 @@ def evaluate(cfg: dict[str, Any], folder: Path, dataset: data.Dataset, resolutio
         plots.boundary_evolution(snapshots, dataset, cfg["name"], staged_pictures[2])
         plots.neuron_maps(model.hidden, dataset, cfg["name"], staged_pictures[3])
         files.write_json(stage / "evaluation.json", metrics)
+        if files.digest(model_file(folder)) != made:  # a training moved its set in meanwhile: this one is not its
+            raise DataError(model_file(folder), "replaced by a training while it was evaluated; evaluate again")
     return metrics, [folder / "plots" / name for name in PICTURES]
 
 
@@ -104,8 +111,8 @@ def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     """Evaluate a training output folder, log into its run, write its summary row if asked (DVC stage, multirun jobs)."""
     files.settle(folder)  # a training killed while moving its outputs in: finish the move before reading
     dataset = data.load_configured(cfg)
+    run_id = bound_run(cfg, folder, dataset)
     metrics, pictures = evaluate(cfg, folder, dataset)
-    run_id = _read_run_id(folder / "run.json")
     if run_id and cfg["tracking"]["enabled"]:
         from pipeline.tracking import runs
 
@@ -117,16 +124,40 @@ def evaluate_folder(cfg: dict[str, Any], folder: Path) -> dict[str, Any]:
     return metrics
 
 
+def model_file(folder: Path) -> Path:
+    """The model file a run wrote into `folder` (DataError if none)."""
+    found = [path for path in nets.model_files(folder) if path.is_file()]
+    if not found:
+        raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
+    return found[0]
+
+
+def bound_run(cfg: dict[str, Any], folder: Path, dataset: data.Dataset) -> str | None:
+    """The MLflow run that trained the folder's model; DataError while a training writes the folder, for a model
+    of another width than the data, or for a run.json naming a run that did not train this model."""
+    if (pid := files.writer(folder)) is not None:
+        raise DataError(folder, f"a training (process {pid}) is writing it; evaluate once it has finished")
+    model = model_file(folder)
+    width = nets.input_width(model)
+    if width is not None and width != dataset.n_features:
+        raise DataError(model, f"takes {width} features, the data {dataset.n_features}; train it on this data")
+    run_id = _read_run_id(folder / "run.json")
+    if run_id and cfg["tracking"]["enabled"]:
+        from pipeline.tracking import runs
+
+        runs.check_model_of(cfg, run_id, model)
+    return run_id
+
+
 def check(cfg: DictConfig) -> None:
     """Reject a bad config, or a missing model, before anything is written."""
     plain = resolved(cfg)
     config.check_training(plain)
     folder = Path(plain["paths"]["results"]) / plain["name"]
     files.settle(folder)
-    if not any(path.is_file() for path in nets.model_files(folder)):
-        raise DataError(nets.model_files(folder)[-1], "no such model file; train first")
+    model_file(folder)
     config.check_results_folder(plain["paths"]["results"], folder)
-    data.load_configured(plain)
+    dataset = data.load_configured(plain)
     files.read_json(folder / "metrics.json")  # what evaluate reads, checked before TensorFlow starts
     _read_history(folder / "history.csv")
     read_snapshots(folder / "snapshots.npz")
@@ -134,6 +165,7 @@ def check(cfg: DictConfig) -> None:
         from pipeline.tracking import store
 
         store.check(plain["tracking"], plain["paths"]["root"])
+    bound_run(plain, folder, dataset)
 
 
 def _read_history(path: Path) -> pd.DataFrame:
@@ -153,7 +185,7 @@ def _read_run_id(path: Path) -> str | None:
     return run_id
 
 
-main = hydra_app(run, check)
+main = hydra_app(run, check, "experiment=xor_relu16 (after pipeline-train experiment=xor_relu16)", ("experiment", "tracking"))
 
 if __name__ == "__main__":
     main()

@@ -48,7 +48,7 @@ def task(cfg: DictConfig) -> None:
     print(f"wrote reports/summary.md ({len(names)} experiments)")
 
 
-main = hydra_app(task, lambda cfg: None)
+main = hydra_app(task, lambda cfg: None, "(after dvc repro: the experiments of params.yaml)")
 
 if __name__ == "__main__":
     main()

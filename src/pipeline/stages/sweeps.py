@@ -1,8 +1,12 @@
-"""Hydra sweeps: each parallel job's share of the cores for TensorFlow's thread pools."""
+"""Hydra sweeps: each parallel job's share of the cores for TensorFlow's thread pools; jobs that end with the sweep."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import threading
+import time
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -19,6 +23,44 @@ class ThreadsPerJob(Callback):
         threads = job_threads(config.hydra.launcher, available_cores())
         if threads is not None:  # read when TensorFlow starts, i.e. at this worker's first job
             share_cores(threads)
+
+
+class EndWithSweep(Callback):
+    """Hydra callback: a job in a worker process (joblib) is interrupted, its run ended KILLED, when the sweep dies.
+
+    A worker orphaned by a killed sweep would otherwise train on, its run RUNNING, to the job's end; nothing in
+    joblib stops a task under way. A thread of the worker checks twice a second that the sweep's process lives.
+    """
+
+    sweep_pid, sweep_host = 0, ""  # the process that started the sweep (set there, pickled into each job)
+    watching = False  # one watcher per worker process
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self.sweep_pid, self.sweep_host = os.getpid(), socket.gethostname()
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        local = socket.gethostname() == self.sweep_host  # a Ray worker on another machine cannot see the process
+        if not self.sweep_pid or not local or os.getpid() == self.sweep_pid or EndWithSweep.watching:
+            return
+        if threading.current_thread() is threading.main_thread():
+            from pipeline.stages import raise_on_sigterm
+
+            raise_on_sigterm()  # SIGTERM raises in the job, which ends its run KILLED
+        EndWithSweep.watching = True
+        threading.Thread(target=interrupt_when_gone, args=(self.sweep_pid,), daemon=True).start()
+
+
+def interrupt_when_gone(pid: int, every: float = 0.5) -> None:
+    """Send this process SIGTERM once process `pid` has ended."""
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+            return
+        except PermissionError:  # alive, another user's: cannot be ours
+            pass
 
 
 def available_cores() -> int:

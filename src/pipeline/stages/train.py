@@ -199,7 +199,12 @@ def check(cfg: DictConfig) -> data.Dataset:
     return dataset
 
 
-main = hydra_app(run, check)
+main = hydra_app(
+    run,
+    check,
+    "experiment=xor_relu16 optimizer.learning_rate=0.01",
+    ("experiment", "dataset", "model", "loss", "optimizer", "trainer", "tracking", "hparams_search"),
+)
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,6 @@ import hashlib
 import logging
 import os
 import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -22,15 +21,17 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from pipeline import files
 from pipeline.core import data
-from pipeline.errors import TrackingError
-from pipeline.tracking import PARENT_RUN_ENV, models, store, watchdog
+from pipeline.errors import DataError, TrackingError
+from pipeline.tracking import PARENT_RUN_ENV, interrupts_held, models, store, watchdog
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 # MLflow's advice on integer schema columns and ambiguous local sources does not apply to these tiny tables.
 warnings.filterwarnings("ignore", module=r"mlflow\.(types|data)\..*", category=UserWarning)
 
 UNNAMED = ("experiment=", "paths.", "tracking.", "hydra")  # overrides that do not change what is trained
+MODEL_DIGEST = "model_sha256"  # tag: the SHA-256 of the model file the run trained
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, str]:
@@ -87,21 +88,6 @@ def experiment_for(client: MlflowClient, name: str, root: str | Path, descriptio
     raise TrackingError(f"could not create the MLflow experiment {name!r}")
 
 
-def watch(run_id: str, uri: str) -> subprocess.Popen:
-    """The watchdog process that ends the run KILLED if this process dies before `release`."""
-    return subprocess.Popen(
-        [sys.executable, "-m", watchdog.__name__, run_id],
-        stdin=subprocess.PIPE,
-        env=os.environ | {"MLFLOW_TRACKING_URI": uri},
-        start_new_session=True,  # Ctrl-C reaches this process, which ends its run itself
-    )
-
-
-def release(watcher: subprocess.Popen) -> None:
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        watcher.communicate(watchdog.ENDED, timeout=10)
-
-
 @contextlib.contextmanager
 def started(cfg: Mapping[str, Any], overrides: list[str], preset: Path | None, source: str) -> Iterator[str]:
     """A run of the resolved config `cfg`, yielding its id; it ends FINISHED, FAILED or KILLED, never RUNNING.
@@ -113,33 +99,35 @@ def started(cfg: Mapping[str, Any], overrides: list[str], preset: Path | None, s
     digest = hashlib.sha256(yaml.safe_dump(trained, sort_keys=True).encode()).hexdigest()[:8]
     changes = preset_changes(preset)
     name = run_name(cfg["name"], overrides, changes)
-    try:
-        client = MlflowClient(uri := store.tracking_uri(tracking, root))
-        mlflow.set_tracking_uri(uri)
-        experiment_id = experiment_for(client, tracking["experiment_name"], root, tracking.get("description"))
-        quote = '"' if "'" in name else "'"
-        clash = f"attributes.run_name = {quote}{name}{quote} and tags.config_digest != '{digest}'"
-        if client.search_runs([experiment_id], clash, max_results=1):
-            name = f"{name} #{digest}"
-        tags = {  # MLflow adds the source's git commit (mlflow.source.git.commit)
-            "mlflow.source.name": source,
-            "config_digest": digest,
-            "overrides": " ".join(overrides),
-            "preset_changes": " ".join(changes),
-            "git_dirty": str(bool(git(Path(source).parent, "status", "--porcelain", "--untracked-files=no"))),
-            "dvc_stage": os.environ.get("DVC_STAGE", ""),
-            "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
-        }
-        tags |= {k: str(cfg["trainer"][k]) for k in ("engine", "seed", "replicates")}
-        parent = os.environ.get(PARENT_RUN_ENV)
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags, parent_run_id=parent)
-    except MlflowException as error:
-        raise TrackingError(one_line(error)) from None
-    watcher, status, message = watch(run.info.run_id, uri), "FINISHED", ""
+    with interrupts_held():
+        try:
+            client = MlflowClient(uri := store.tracking_uri(tracking, root))
+            mlflow.set_tracking_uri(uri)
+            experiment_id = experiment_for(client, tracking["experiment_name"], root, tracking.get("description"))
+            store.check_artifacts(client.get_experiment(experiment_id).artifact_location)  # else it fails after training
+            quote = '"' if "'" in name else "'"
+            clash = f"attributes.run_name = {quote}{name}{quote} and tags.config_digest != '{digest}'"
+            if client.search_runs([experiment_id], clash, max_results=1):
+                name = f"{name} #{digest}"
+            tags = {  # MLflow adds the source's git commit (mlflow.source.git.commit)
+                "mlflow.source.name": source,
+                "config_digest": digest,
+                "overrides": " ".join(overrides),
+                "preset_changes": " ".join(changes),
+                "git_dirty": str(bool(git(Path(source).parent, "status", "--porcelain", "--untracked-files=no"))),
+                "dvc_stage": os.environ.get("DVC_STAGE", ""),
+                "dvc_exp": os.environ.get("DVC_EXP_NAME", ""),
+            }
+            tags |= {k: str(cfg["trainer"][k]) for k in ("engine", "seed", "replicates")}
+            parent = os.environ.get(PARENT_RUN_ENV)
+            run = mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags, parent_run_id=parent)
+        except MlflowException as error:
+            raise TrackingError(one_line(error)) from None
+        watcher, status, message = watchdog.watch(run.info.run_id, uri), "FINISHED", ""  # from here no run is left RUNNING
     try:
         yield run.info.run_id
     except KeyboardInterrupt as error:
-        status, message = "KILLED", f"interrupted ({error or 'Ctrl-C'})"
+        status, message = "KILLED", f"interrupted ({str(error) or 'Ctrl-C'})"
         raise
     except MlflowException as error:
         status, message = "FAILED", one_line(error)
@@ -148,15 +136,18 @@ def started(cfg: Mapping[str, Any], overrides: list[str], preset: Path | None, s
         status, message = "FAILED", str(error) or type(error).__name__
         raise
     finally:
-        try:
-            if message:
-                mlflow.set_tag("error", message[:5000])
-            mlflow.end_run(status)
-        except MlflowException as error:
-            if status == "FINISHED":  # else the error that ended the run is the one to report
-                raise TrackingError(one_line(error)) from None
-        finally:
-            release(watcher)
+        with interrupts_held():
+            ended = False
+            try:
+                if message:
+                    mlflow.set_tag("error", message[:5000])
+                mlflow.end_run(status)
+                ended = True
+            except Exception as error:  # MLflow's, or SQLAlchemy's: the watchdog then ends the run
+                if status == "FINISHED":  # else the error that ended the run is the one to report
+                    raise TrackingError(one_line(error)) from None
+            finally:
+                watchdog.release(watcher, ended)
 
 
 def one_line(error: BaseException) -> str:
@@ -171,6 +162,7 @@ def log_config(cfg: Mapping[str, Any], text: str) -> None:
     mlflow.log_text(text, "config.yaml")
 
 
+@interrupts_held()
 def log_training(
     cfg: Mapping[str, Any],
     series: Mapping[str, list[float]],
@@ -188,6 +180,8 @@ def log_training(
     client.log_batch(run_id, metrics=rows)
     dataset = log_dataset(data.csv_path(cfg), cfg["dataset"]["name"])
     model_id = models.log_model(*model, cfg["name"]) if model else None
+    if model:  # evaluate checks it: a run.json naming another run is refused
+        mlflow.set_tag(MODEL_DIGEST, files.digest(model[0]))
     numbers = {k: float(v) for k, v in final.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     mlflow.log_metrics(numbers, step=step, model_id=model_id, dataset=dataset)
     for path in outputs:
@@ -204,7 +198,7 @@ def log_training(
 
 def log_dataset(csv: Path, name: str) -> Any:
     """Record the dataset file as the active run's training input, with the first 16 hex digits of its SHA-256."""
-    digest = hashlib.sha256(csv.read_bytes()).hexdigest()[:16]
+    digest = files.digest(csv)[:16]
     dataset = from_pandas(pd.read_csv(csv), str(csv), targets="label", name=name, digest=digest)
     for attempt in range(3):
         try:
@@ -218,6 +212,19 @@ def log_dataset(csv: Path, name: str) -> Any:
     return dataset
 
 
+def check_model_of(cfg: Mapping[str, Any], run_id: str, model: Path) -> None:
+    """DataError unless run `run_id` is the one that trained the model file `model` (its digest tag says so)."""
+    client = MlflowClient(store.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))
+    try:
+        tags = client.get_run(run_id).data.tags
+    except MlflowException:
+        raise DataError(model.with_name("run.json"), f"names run {run_id}, which this MLflow store does not have") from None
+    if tags.get(MODEL_DIGEST) != files.digest(model):
+        problem = f"names run {run_id}, which did not train {model.name} beside it; train again to pair them"
+        raise DataError(model.with_name("run.json"), problem)
+
+
+@interrupts_held()
 def log_evaluation(cfg: Mapping[str, Any], run_id: str, metrics: Mapping[str, Any], pictures: list[Path]) -> None:
     """Add an evaluation to the run that trained the model: scores as metrics, confusion counts as a table."""
     client = MlflowClient(store.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ class SweepCallback(Callback):
         from omegaconf import OmegaConf
 
         from pipeline.config.overrides import resolved
-        from pipeline.tracking import runs, store
+        from pipeline.tracking import runs, store, watchdog
 
         tracking, root = resolved(config.tracking), config.paths.root
         if not tracking.get("enabled", True):
@@ -55,8 +57,18 @@ class SweepCallback(Callback):
         ).info.run_id
         for key, value in {"keys": ",".join(self.swept) or "-", "metric": self.metric, "mode": self.mode}.items():
             self.client.log_param(self.run_id, f"sweep.{key}", value)
-        self.watcher = runs.watch(self.run_id, self.uri)  # ends it KILLED if this process is killed
+        self.watcher = watchdog.watch(self.run_id, self.uri)  # ends it KILLED if this process is killed
         atexit.register(self.end, "FAILED")  # a job's error ends the sweep before on_multirun_end
+        self.interrupted = False
+        for signum in (signal.SIGINT, signal.SIGTERM):  # an interrupted sweep ends KILLED, not FAILED
+            previous = signal.getsignal(signum)
+            if callable(previous):
+                signal.signal(signum, functools.partial(self.note_interrupt, previous))
+
+    def note_interrupt(self, previous: Any, signum: int, frame: Any) -> None:
+        """Remember that the sweep was interrupted, then let the previous handler raise as it would."""
+        self.interrupted = True
+        previous(signum, frame)
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         """In the job's process: runs started now are children of the sweep's parent, in the same store."""
@@ -67,12 +79,14 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         if self.run_id is not None:
             try:
-                self.log_summary(self.run_id)
+                print(self.log_summary(self.run_id))
             finally:
                 self.end("FINISHED")
 
-    def log_summary(self, run_id: str) -> None:
-        """Every child's swept params and final values as summary.csv; the best child; an Optuna study's result."""
+    def log_summary(self, run_id: str) -> str:
+        """Every child's swept params and final values as summary.csv; the best child; an Optuna study's result.
+
+        Returns the line that tells the user so."""
         import pandas as pd
         import yaml
 
@@ -90,8 +104,10 @@ class SweepCallback(Callback):
         self.client.log_metric(run_id, "children", len(table))
         # Only finished children rank: a Ray task whose worker died is rerun, its first attempt left KILLED.
         ranked = table[table["status"] == "FINISHED"].dropna(subset=[self.metric]) if self.metric in table else table.iloc[:0]
+        said = f"sweep: {len(table)} jobs, {len(ranked)} ranked by {self.metric}"
         if not ranked.empty:
             best = ranked.sort_values(self.metric, ascending=self.mode == "min").iloc[0]
+            said += f"; best {best[self.metric]:.6g}: run {best['run_name']!r} ({best['run_id']})"
             self.client.log_metric(run_id, f"best_{self.metric}", float(best[self.metric]))
             self.client.set_tag(run_id, "best_run_id", best["run_id"])
             self.client.set_tag(best["run_id"], "best_in_sweep", "true")
@@ -104,15 +120,26 @@ class SweepCallback(Callback):
                 self.client.log_param(run_id, f"best.{key}", value)
             self.client.log_metric(run_id, "best_value", float(result["best_value"]))
             self.client.log_artifact(run_id, str(path))
+        return f"{said}; summary.csv in the parent run {run_id} (`mlflow ui`), job folders in {self.sweep_dir}"
 
     def end(self, status: str) -> None:
-        """End the parent run with `status` unless it has ended, and let its watchdog go."""
-        from pipeline.tracking import runs
+        """End the parent run, and any child still RUNNING (a worker the launcher killed), unless ended; free its watchdog.
 
+        An interrupted sweep ends KILLED. Its children's own watchdogs may have been killed with their worker's
+        process tree (joblib's loky terminates it), so the parent ends them here.
+        """
+        from pipeline.tracking import watchdog
+
+        status = "KILLED" if status == "FAILED" and getattr(self, "interrupted", False) else status
         with contextlib.suppress(Exception):
             if self.run_id and self.client.get_run(self.run_id).info.status == "RUNNING":
+                experiment_id = self.client.get_run(self.run_id).info.experiment_id
+                running = f"tags.mlflow.parentRunId = '{self.run_id}' and attributes.status = 'RUNNING'"
+                for child in self.client.search_runs([experiment_id], running, max_results=10000):
+                    self.client.set_tag(child.info.run_id, "error", f"the sweep ended {status} while it ran")
+                    self.client.set_terminated(child.info.run_id, "KILLED")
                 self.client.set_terminated(self.run_id, status)
-        runs.release(self.watcher)
+        watchdog.release(self.watcher)
 
 
 def sweep_keys(overrides: list[str]) -> list[str]:

@@ -7,9 +7,31 @@ otherwise (bench/tracking_overhead.md).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import sys
 
 ENDED = b"ended"
+
+
+def watch(run_id: str, uri: str) -> subprocess.Popen:
+    """The watchdog process that ends the run KILLED if this process dies before `release`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", __name__, run_id],
+        stdin=subprocess.PIPE,
+        env=os.environ | {"MLFLOW_TRACKING_URI": uri},
+        start_new_session=True,  # Ctrl-C reaches this process, which ends its run itself
+    )
+
+
+def release(watcher: subprocess.Popen, ended: bool = True) -> None:
+    """Tell the watchdog the run has ended, or (`ended` False) leave the run's end to it once this process exits."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        if ended:
+            watcher.communicate(ENDED, timeout=10)
+        elif watcher.stdin:
+            watcher.stdin.close()
 
 
 def main(run_id: str) -> None:
