@@ -130,11 +130,20 @@ def test_bad_replicate_settings_are_one_line_errors(tmp_path, make_config, overr
 
 @pytest.mark.integration
 def test_claims_stage_judges_all_six_claims(tmp_path, make_config):
+    from pipeline.config.overrides import compose_config, resolved
+    from pipeline.stages import claims
+
     for dataset in ("xor", "xor_bias", "circles"):
         make_config(f"dataset={dataset}")
+    cfg = resolved(compose_config(["replicates=12", f"paths.root={tmp_path}", "track=false"], config_name="claims"))
+    for setup in claims.setups(cfg):  # the DVC stages measure@<setup>, in this process
+        claims.measure(cfg, setup)
     result = run_cli("claims", "replicates=12", f"paths.root={tmp_path}", "track=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "reports" / "claims.md").read_text()
+    plain = [line for line in report.splitlines() if line.startswith("- **Claim ")]
+    assert len(plain) == 6 and all(" The tutorial said: " in line and " For a learner: " in line for line in plain)
+    assert "Every experiment named here matches its tutorial's setup" in report and " s)" not in report  # no seconds
     rows = [line for line in report.splitlines() if line.startswith("| ") and not line.startswith("| claim")]
     assert sorted({row.split("|")[1].strip() for row in rows}) == ["1", "2", "3", "4", "5", "6"]
     assert all(any(f"**{word}**" in row for word in ("consistent", "optimistic", "contradicted")) for row in rows)
