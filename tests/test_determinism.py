@@ -1,4 +1,4 @@
-"""Same config and seed, two fresh processes: byte-identical metrics and history, identical weights."""
+"""Same config and seed, two fresh processes: byte-identical metrics, history and model files, identical weights."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def run_twice(tmp_path, *args, second_env: dict | None = None):
 def assert_identical(first, second):
     assert len(first) == len(second) > 0
     for a, b in zip(first, second):
-        for name in ("metrics.json", "history.csv"):
+        model = next(p.name for p in a.iterdir() if p.name in ("model.keras", "model.npz"))
+        for name in ("metrics.json", "history.csv", "snapshots.npz", model):  # files too: DVC records their hashes
             assert (a / name).read_bytes() == (b / name).read_bytes(), f"{a / name} differs"
         for wa, wb in zip(weights(a), weights(b), strict=True):
             np.testing.assert_array_equal(wa, wb)

@@ -12,6 +12,10 @@ import types
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# TensorFlow's matmuls run oneDNN's sgemm even with its opts off, and it picks its kernels by CPU: an AVX-512 host
+# summed in another order than an AVX2 one (history.csv differed in 3 of 7 runs, up to 2.5e-6 relative). Capped at
+# AVX2 (a cap: older CPUs keep their own), AVX-512 hosts run the kernels AVX2 hosts run, for the same bits.
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
 
 def interrupted_while_importing(signum: int, frame: types.FrameType | None) -> None:

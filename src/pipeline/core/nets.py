@@ -7,6 +7,7 @@ which kind of model a run holds.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -93,7 +94,7 @@ class KerasNet:
     def save(self, folder: Path) -> Path:
         with files.atomic_path(folder / self.FILE) as tmp:
             self.model.save(tmp)
-            files.undated_zip(tmp, undated_metadata)
+            files.undated_zip(tmp, reproducible_member)
         return folder / self.FILE
 
     @classmethod
@@ -109,9 +110,17 @@ class KerasNet:
             raise DataError(path, f"not a readable Keras model ({type(error).__name__})") from None
 
 
-def undated_metadata(name: str, data: bytes) -> bytes:
-    """A .keras archive's member, with no save time in metadata.json (informational: loading reads the version)."""
-    return json.dumps(json.loads(data) | {"date_saved": "unrecorded"}).encode() if name == "metadata.json" else data
+def reproducible_member(name: str, data: bytes) -> bytes:
+    """A .keras archive's member without what differs between two saves of the same model: the save time in
+    metadata.json (informational), and in config.json the memory addresses Keras numbers shared objects with
+    (only matched within the file, so renumbered in order of appearance)."""
+    if name == "metadata.json":
+        return json.dumps(json.loads(data) | {"date_saved": "unrecorded"}).encode()
+    if name == "config.json":
+        numbers: dict[bytes, int] = {}
+        shared = rb'"shared_object_id": (\d+)'
+        return re.sub(shared, lambda m: b'"shared_object_id": %d' % numbers.setdefault(m[1], len(numbers) + 1), data)
+    return data
 
 
 class NumpyNet:
