@@ -151,7 +151,7 @@ def run_sweep(root: Path, *overrides: str):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "database is locked" not in result.stderr
+    assert "database is locked" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("xor_relu16").experiment_id])
     parents = [r for r in runs if r.data.tags.get("sweep") == "true"]

@@ -27,6 +27,8 @@ def watch(run_id: str, uri: str) -> subprocess.Popen:
 
 def release(watcher: subprocess.Popen, ended: bool = True) -> None:
     """Tell the watchdog the run has ended, or (`ended` False) leave the run's end to it once this process exits."""
+    if watcher.stdin is None or watcher.stdin.closed:  # told already: a sweep ends at its end, and again at exit
+        return
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         if ended:
             watcher.communicate(ENDED, timeout=10)
