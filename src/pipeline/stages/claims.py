@@ -48,8 +48,9 @@ def measure(cfg: dict[str, Any], setup: str) -> dict[str, Any]:
         return train_replicates(resolved(train_cfg), dataset, stage, run, final=out)
 
 
-def measured(cfg: dict[str, Any], setup: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A measured setup's per-copy table and metrics, with its epochs and XOR inputs (DataError if not measured)."""
+def measured(cfg: dict[str, Any], setup: str, tutorial: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A measured setup's per-copy table and metrics, with its epochs and XOR inputs (DataError if not measured);
+    `tutorial` is the setup's composed config."""
     folder = Path(cfg["paths"]["results"]) / setup
     missing = f"not measured; run `dvc repro measure@{setup}` or `python -m pipeline.stages.claims measure={setup}`"
     metrics = files.read_json(folder / "metrics.json", missing)
@@ -57,16 +58,15 @@ def measured(cfg: dict[str, Any], setup: str) -> tuple[pd.DataFrame, dict[str, A
         table = pd.read_csv(folder / "replicates.csv")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
         raise DataError(folder / "replicates.csv", missing) from None
-    dataset = data.load_configured(resolved(compose_config([f"+tutorial={setup}", f"paths.root={cfg['paths']['root']}"])))
+    dataset = data.load_configured(tutorial)
     inputs = [tuple(int(v) if float(v).is_integer() else v for v in row) for row in dataset.x_train[:, dataset.plot_features]]
     return table, metrics | {"epochs": metrics["epochs_run"], "inputs": inputs}
 
 
-def differences(setup: str, root: str) -> list[str]:
-    """Where the named experiment `setup` differs from its tutorial's setup: `key: value (tutorial: value)`."""
-    experiment, tutorial = (
-        resolved(compose_config([f"{group}={setup}", f"paths.root={root}"])) for group in ("experiment", "+tutorial")
-    )
+def differences(setup: str, tutorial: dict[str, Any], root: str) -> list[str]:
+    """Where the named experiment `setup` differs from its tutorial's setup (composed: `tutorial`), as
+    `key: value (tutorial: value)`."""
+    experiment = resolved(compose_config([f"experiment={setup}", f"paths.root={root}"]))
     ours, theirs = leaves(experiment), leaves(tutorial)
     keys = sorted(k for k in ours.keys() | theirs.keys() if k.split(".")[0] not in UNCOMPARED and ours.get(k) != theirs.get(k))
     return [f"{key}: {ours.get(key, 'unset')} (tutorial: {theirs.get(key, 'unset')})" for key in keys]
@@ -101,13 +101,14 @@ def check(cfg: dict[str, Any]) -> None:
 def run(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """Judge every claim on the measured setups and write the report; return the rows."""
     check(cfg)
-    tables, metrics = {}, {}
+    tables, metrics, changed = {}, {}, {}
     for name in setups(cfg):
-        tables[name], metrics[name] = measured(cfg, name)
+        tutorial = resolved(compose_config([f"+tutorial={name}", f"paths.root={cfg['paths']['root']}"]))
+        tables[name], metrics[name] = measured(cfg, name, tutorial)
+        changed[name] = differences(name, tutorial, cfg["paths"]["root"])
     path = Path(cfg["paths"]["tutorial_reference"])  # the tutorial code's own epoch-1 accuracies, where measured
     reference = pd.read_csv(path) if path.is_file() else None
     rows = [row for claim in cfg["claims"] for row in judge(claim, tables, metrics, cfg, reference)]
-    changed = {name: differences(name, cfg["paths"]["root"]) for name in setups(cfg)}
     reports = Path(cfg["paths"]["reports"])
     picture(cfg, cfg["claims"], tables, metrics, reports / "claims.png")
     files.write_text(reports / "claims.md", markdown(cfg, rows, cfg["claims"], changed))
