@@ -66,6 +66,17 @@ def test_evaluation_writes_metrics_and_pictures_and_logs_them_to_the_training_ru
     assert run.data.metrics["eval_train_f1"] == 1.0 and run.info.status == "FINISHED"
 
 
+def test_the_sweep_heatmap_orders_swept_numbers_as_numbers_and_leaves_names_as_they_are():
+    import pandas as pd
+
+    # as MLflow gives them back: params as text, so "16" would sort before "4"
+    table = pd.DataFrame({"units": ["16", "4", "8", "16"], "act": ["tanh", "relu", "relu", "relu"], "loss": [1.0, 2, 3, 4]})
+    ax = plots.sweep_heatmap(table, "units", "act", "loss").axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["4", "8", "16"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu", "tanh"]
+    plots.plt.close("all")
+
+
 def test_missing_or_corrupt_model_names_the_file(tmp_path):
     with pytest.raises(DataError, match="model.keras"):
         load_model(tmp_path)

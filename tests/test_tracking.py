@@ -20,6 +20,7 @@ import pytest
 from conftest import mlflow_server, run_cli, run_sweep
 from mlflow.tracking import MlflowClient
 
+from pipeline.config.overrides import flatten
 from pipeline.core import engines
 from pipeline.errors import DivergedError, TrackingError
 from pipeline.stages.train import train
@@ -46,7 +47,7 @@ def model_id(client: MlflowClient, run) -> str:
 
 
 def test_flatten_indexes_lists_and_dots_keys():
-    flat = runs.flatten({"model": {"hidden": [{"units": 16, "activation": "relu"}]}, "metrics": ["a"], "x": None})
+    flat = flatten({"model": {"hidden": [{"units": 16, "activation": "relu"}]}, "metrics": ["a"], "x": None})
     assert flat == {"model.hidden.0.units": "16", "model.hidden.0.activation": "relu", "metrics.0": "a", "x": "None"}
 
 

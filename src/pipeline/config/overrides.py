@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,20 @@ def dotted_keys(node: Any, prefix: str = "") -> list[str]:
     for key, value in items:
         keys += [f"{prefix}{key}", *dotted_keys(value, f"{prefix}{key}.")]
     return keys
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    """Dotted keys for a nested config, lists indexed (`model.hidden.0.units`), each value as text (MLflow params)."""
+    if isinstance(config, Mapping):
+        items = [(f"{prefix}{k}", v) for k, v in config.items()]
+    elif isinstance(config, (list, tuple)):
+        items = [(f"{prefix}{i}", v) for i, v in enumerate(config)]
+    else:
+        return {prefix.rstrip("."): str(config)}
+    flat: dict[str, str] = {}
+    for key, value in items:
+        flat.update(flatten(value, f"{key}.") if isinstance(value, (Mapping, list, tuple)) and value else {key: str(value)})
+    return flat
 
 
 def resolved(cfg: Any) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from pipeline.files import atomic_path  # noqa: E402
 
 # No software/date stamps, so the same data give byte-identical PNGs.
 PNG_METADATA = {"Software": None}
-NUMBER = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 
 
 def scatter_classes(ax: plt.Axes, x: np.ndarray, y: np.ndarray, label_suffix: str = "", **style) -> None:
@@ -226,8 +225,8 @@ def convergence(table: pd.DataFrame, km, epochs: int, title: str, path: str | Pa
 
 def sweep_heatmap(table: pd.DataFrame, rows: str, columns: str, metric: str) -> Figure:
     """A heatmap of the median of `metric` over two swept keys (other keys, e.g. seeds, pooled), in numeric order."""
-    numeric = {key: pd.to_numeric(table[key]) for key in (rows, columns) if table[key].astype(str).str.fullmatch(NUMBER).all()}
-    table = table.assign(**numeric)  # MLflow params are strings: 16 before 4 and 8 otherwise
+    parsed = {key: pd.to_numeric(table[key], errors="coerce") for key in (rows, columns)}
+    table = table.assign(**{k: v for k, v in parsed.items() if v.notna().all()})  # params come as text: "16" < "4"
     grid = table.pivot_table(index=rows, columns=columns, values=metric, aggfunc="median")
     fig, ax = plt.subplots(figsize=(1.2 * len(grid.columns) + 3, 0.6 * len(grid.index) + 2))
     image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", aspect="auto")

@@ -15,7 +15,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import files
-from pipeline.config.overrides import compose_config, resolved
+from pipeline.config.overrides import compose_config, flatten, resolved
 from pipeline.core import data
 from pipeline.core.claims_report import claims_metrics, markdown, picture
 from pipeline.core.verdicts import KINDS, judge
@@ -67,17 +67,9 @@ def differences(setup: str, tutorial: dict[str, Any], root: str) -> list[str]:
     """Where the named experiment `setup` differs from its tutorial's setup (composed: `tutorial`), as
     `key: value (tutorial: value)`."""
     experiment = resolved(compose_config([f"experiment={setup}", f"paths.root={root}"]))
-    ours, theirs = leaves(experiment), leaves(tutorial)
+    ours, theirs = flatten(experiment), flatten(tutorial)
     keys = sorted(k for k in ours.keys() | theirs.keys() if k.split(".")[0] not in UNCOMPARED and ours.get(k) != theirs.get(k))
     return [f"{key}: {ours.get(key, 'unset')} (tutorial: {theirs.get(key, 'unset')})" for key in keys]
-
-
-def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    """A plain config's values by dotted key (`optimizer.learning_rate`, `model.hidden.0.units`)."""
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else None
-    if items is None:
-        return {prefix.rstrip("."): node}
-    return {k: v for key, value in items for k, v in leaves(value, f"{prefix}{key}.").items()}
 
 
 def check(cfg: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from pipeline import files
+from pipeline.config.overrides import flatten
 from pipeline.core import data
 from pipeline.errors import DataError, TrackingError
 from pipeline.tracking import PARENT_RUN_ENV, interrupts_held, models, store, watchdog
@@ -32,20 +33,6 @@ warnings.filterwarnings("ignore", module=r"mlflow\.(types|data)\..*", category=U
 
 UNNAMED = ("experiment=", "paths.", "tracking.", "hydra")  # overrides that do not change what is trained
 MODEL_DIGEST = "model_sha256"  # tag: the SHA-256 of the model file the run trained
-
-
-def flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """Dotted keys for a nested config, lists indexed (`model.hidden.0.units`), as MLflow params."""
-    if isinstance(config, Mapping):
-        items = [(f"{prefix}{k}", v) for k, v in config.items()]
-    elif isinstance(config, (list, tuple)):
-        items = [(f"{prefix}{i}", v) for i, v in enumerate(config)]
-    else:
-        return {prefix.rstrip("."): str(config)}
-    flat: dict[str, str] = {}
-    for key, value in items:
-        flat.update(flatten(value, f"{key}.") if isinstance(value, (Mapping, list, tuple)) and value else {key: str(value)})
-    return flat
 
 
 def git(root: str | Path, *args: str) -> str | None:
