@@ -125,6 +125,38 @@ def test_compiled_and_fit_start_identical_and_agree_over_1000_full_batch_epochs(
     assert compiled.convergence_epoch == fitted.convergence_epoch
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [
+            "experiment=xor_relu16",
+            "model.features=[x1,x2,x1_x2,sin_x1]",
+            "model.regularization=l2",
+            "model.regularization_rate=0.01",
+        ],
+        [
+            "dataset=moons",
+            "model.features=[x1_squared,x2_squared,sin_x2]",
+            "model.regularization=l1",
+            "trainer.batch_size=100",
+            "trainer.shuffle=false",
+        ],
+    ],
+)
+def test_features_and_kernel_penalties_train_alike_in_compiled_and_keras_fit(make_config, overrides):
+    cfg = plain(make_config(*overrides, "trainer.epochs=30"))
+    dataset = data.load(data.csv_path(cfg))
+    runs = {}
+    for engine in ("compiled", "fit"):
+        cfg["trainer"]["engine"] = engine
+        runs[engine] = fit_model(cfg, dataset)
+    (compiled_net, compiled), (fit_net, fitted) = runs["compiled"], runs["fit"]
+    assert compiled_net.shapes()[0] == (len(cfg["model"]["features"]), 16)  # the first kernel takes the features
+    np.testing.assert_allclose(compiled.columns["loss"], fitted.columns["loss"], rtol=2e-5)  # penalty included, as fit's
+    x = dataset.x_train[:8]
+    np.testing.assert_allclose(compiled_net.probabilities(x), fit_net.probabilities(x), rtol=1e-4)
+
+
 @pytest.mark.integration
 def test_shell_multirun_of_four_jobs_writes_four_result_folders(tmp_path):
     assert run_cli("generate", "dataset=xor", "paths.root=.", cwd=tmp_path).returncode == 0

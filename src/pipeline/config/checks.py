@@ -9,7 +9,7 @@ from typing import Any
 
 from pipeline import files
 from pipeline.core import data, engines
-from pipeline.core.spec import LOSSES, initializer_name, layer_specs
+from pipeline.core.spec import FEATURES, LOSSES, REGULARIZERS, initializer_name, layer_specs
 from pipeline.errors import ConfigError
 from pipeline.values import MAX_SEED, is_int, is_real
 
@@ -70,6 +70,22 @@ def check_model(model_cfg: Mapping[str, Any], n_features: int | None = None) -> 
         spec = model_cfg[key]
         if not (spec in INITIALIZERS or isinstance(spec, Mapping) and "class_name" in spec):
             raise ConfigError(f"model.{key}", spec, f"one of {', '.join(INITIALIZERS)} or {{class_name, config}}")
+    features = model_cfg.get("features")
+    if features is not None:
+        if (
+            not isinstance(features, list)
+            or not features
+            or any(f not in FEATURES for f in features)
+            or len(set(features)) < len(features)
+        ):
+            raise ConfigError("model.features", features, f"null or a list of distinct names among {', '.join(FEATURES)}")
+        if n_features is not None and n_features != 2:
+            raise ConfigError("model.features", features, f"null for a dataset of {n_features} columns (features need x1, x2)")
+    if model_cfg.get("regularization") not in (None, *REGULARIZERS):
+        raise ConfigError("model.regularization", model_cfg["regularization"], f"null or one of {', '.join(REGULARIZERS)}")
+    rate = model_cfg.get("regularization_rate", 0.0)
+    if not is_real(rate) or rate < 0:
+        raise ConfigError("model.regularization_rate", rate, "a finite number >= 0")
     expected = model_cfg.get("input_features")
     if expected is not None and n_features is not None and expected != n_features:
         raise ConfigError("model.input_features", expected, f"{n_features}, the dataset's number of features")
@@ -137,6 +153,9 @@ def check_numpy_engine(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"model.{key}", cfg["model"][key], allowed)
     if cfg["optimizer"]["_target_"] != "keras.optimizers.SGD" or cfg["optimizer"].get("momentum", 0.0) != 0:
         raise ConfigError("optimizer", cfg["optimizer"]["_target_"], "sgd with momentum 0 for trainer.engine=numpy")
+    for key in ("features", "regularization"):
+        if cfg["model"].get(key) is not None:
+            raise ConfigError(f"model.{key}", cfg["model"][key], "null for trainer.engine=numpy (a Keras engine has it)")
     for i, spec in enumerate(layer_specs(cfg["model"])):
         if spec["activation"] not in NUMPY_ACTIVATIONS:
             key = f"model.hidden.{i}" if i < len(cfg["model"]["hidden"]) else "model.output"

@@ -14,6 +14,40 @@ from pipeline.core.progress import Progress
 from pipeline.core.spec import initializer_specs, layer_specs, parameter_shapes
 
 
+def expand(names: Sequence[str], x: Any) -> Any:
+    """The features `names` of points x [..., 2] (x1, x2), stacked on the last axis; any backend tensor or array."""
+    x1, x2 = x[..., 0], x[..., 1]
+    values = {"x1": x1, "x2": x2, "x1_squared": x1 * x1, "x2_squared": x2 * x2, "x1_x2": x1 * x2}
+    values |= {"sin_x1": ops.sin(x1), "sin_x2": ops.sin(x2)}
+    return ops.stack([values[name] for name in names], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class Features(layers.Layer):
+    """The configured input features of (x1, x2), the model's first layer (Keras has no such layer)."""
+
+    def __init__(self, names: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.names = list(names)
+
+    def call(self, x):
+        return expand(self.names, x)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], len(self.names))
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {"names": self.names}
+
+
+def regularizer(model_cfg: Mapping[str, Any]) -> keras.regularizers.Regularizer | None:
+    """The configured kernel penalty, keras.regularizers.L1 or L2 at `regularization_rate`, or None."""
+    kind = model_cfg.get("regularization")
+    if not kind:
+        return None
+    return {"l1": keras.regularizers.L1, "l2": keras.regularizers.L2}[kind](float(model_cfg["regularization_rate"]))
+
+
 @keras.saving.register_keras_serializable(package="pipeline")
 class HalfSquaredError(keras.losses.Loss):
     """1/2 * sum_k (y_pred - y_true)^2 per sample: the textbook cost (Keras has none with the 1/2)."""
@@ -28,11 +62,20 @@ class HalfSquaredError(keras.losses.Loss):
 def build(model_cfg: Mapping[str, Any], n_features: int) -> keras.Sequential:
     """Build the configured MLP as a tutorial does: Dense layers in order, each creating its own initializers."""
     initializers = {key: model_cfg[key] for key in ("kernel_initializer", "bias_initializer")}
+    penalty = regularizer(model_cfg)
     dense = [
-        layers.Dense(spec["units"], spec["activation"], model_cfg.get("use_bias", True), name=f"dense_{i}", **initializers)
+        layers.Dense(
+            spec["units"],
+            spec["activation"],
+            model_cfg.get("use_bias", True),
+            name=f"dense_{i}",
+            kernel_regularizer=penalty,
+            **initializers,
+        )
         for i, spec in enumerate(layer_specs(model_cfg))
     ]
-    return keras.Sequential([keras.Input(shape=(n_features,)), *dense], name="mlp")
+    features = [Features(model_cfg["features"], name="features")] if model_cfg.get("features") else []
+    return keras.Sequential([keras.Input(shape=(n_features,)), *features, *dense], name="mlp")
 
 
 def seeded_model(model_cfg: Mapping[str, Any], n_features: int, seed: int) -> keras.Sequential:

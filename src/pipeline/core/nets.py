@@ -65,7 +65,10 @@ class KerasNet:
         return sigmoid(out) if self.from_logits else out
 
     def hidden(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.layers[0](np.asarray(x, np.float32)))
+        import keras
+
+        first = next(layer for layer in self.model.layers if isinstance(layer, keras.layers.Dense))  # after any Features
+        return np.asarray(keras.Model(self.model.inputs, first.output)(np.asarray(x, np.float32)))
 
     def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         from pipeline.core import keras_mlp

@@ -21,7 +21,7 @@ from pipeline.core.data import Dataset
 from pipeline.core.engines import Schedule, Trained, diverged, final_values
 from pipeline.core.memory import CHUNK
 from pipeline.core.engines.exact_sigmoid import standalone_sigmoid
-from pipeline.core.keras_mlp import build, initial_weights, make_loss, make_optimizer
+from pipeline.core.keras_mlp import build, expand, initial_weights, make_loss, make_optimizer, regularizer
 from pipeline.core.nets import KerasNet
 from pipeline.core.progress import Progress
 from pipeline.core.spec import layer_specs
@@ -38,6 +38,7 @@ class StackedMLP:
 
     def __init__(self, model_cfg: dict[str, Any], n_features: int, seeds: np.ndarray) -> None:
         self.use_bias = bool(model_cfg.get("use_bias", True))
+        self.features, self.regularizer = model_cfg.get("features"), regularizer(model_cfg)
         self.activations = [spec["activation"] for spec in layer_specs(model_cfg)]
         per_copy = initial_weights(model_cfg, n_features, [int(seed) for seed in seeds])
         self.variables = [tf.Variable(np.stack(values), name=f"w{i}") for i, values in enumerate(zip(*per_copy))]
@@ -52,12 +53,23 @@ class StackedMLP:
         step = 2 if self.use_bias else 1
         copies = self.variables[0].shape[0]
         a = x if x.shape.rank == 3 else tf.broadcast_to(x[None], [copies, *x.shape])
+        if self.features:
+            a = expand(self.features, a)
         for layer, name in enumerate(self.activations):
             z = tf.matmul(a, self.variables[step * layer])
             if self.use_bias:
                 z = z + tf.expand_dims(self.variables[step * layer + 1], 1)
             a = activate(name, z)
         return z, a
+
+    @plain_python
+    def penalty(self) -> tf.Tensor | float:
+        """Each copy's kernel penalty [copies] (Keras's regularizer summed over the layers), or 0."""
+        if self.regularizer is None:
+            return 0.0
+        step = 2 if self.use_bias else 1
+        kernels = self.variables[::step]
+        return tf.add_n([tf.map_fn(self.regularizer, kernel) for kernel in kernels])
 
 
 @plain_python
@@ -164,7 +176,7 @@ class CompiledLoop:
                     x, y = tf.gather(self.x, index), tf.gather(self.y, index)
                 with tf.GradientTape() as tape:
                     logits, prediction = self.model.forward(x)
-                    losses = self.losses(y, prediction, logits)
+                    losses = self.losses(y, prediction, logits) + self.model.penalty()  # Keras's fit adds it too
                     summed = tf.reduce_sum(losses)  # copy r's gradient is d(loss_r)/d(w_r): exactly its own
                 self.optimizer.apply(tape.gradient(summed, variables), variables)
                 size = tf.cast(tf.shape(x)[-2], tf.float32)
@@ -174,7 +186,8 @@ class CompiledLoop:
             if self.has_test:
                 logits, prediction = self.model.forward(self.x_test)
                 hits = self.correct(self.y_test, prediction)
-                values += [self.losses(self.y_test, prediction, logits), tf.math.divide_no_nan(hits, float(len(self.x_test)))]
+                test_loss = self.losses(self.y_test, prediction, logits) + self.model.penalty()
+                values += [test_loss, tf.math.divide_no_nan(hits, float(len(self.x_test)))]
             largest = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(v), axis=range(1, v.shape.rank)) for v in variables]), axis=0)
             bad = diverged(loss, largest, self.schedule.max_weight)
             columns = [column.write(i, value) for column, value in zip(columns, [*values, tf.cast(bad, tf.float32)])]
