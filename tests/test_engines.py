@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from pipeline.core import progress
 from pipeline.core.progress import Progress
-from pipeline.core import engines
+from pipeline.core import data, engines
 from pipeline.errors import ConfigError
 
 
@@ -100,3 +100,29 @@ def test_one_divergence_check_reads_numpy_values_and_graph_tensors_alike():
     expected = [False, True, True, True, True]
     assert engines.diverged(np.array(loss), np.array(largest), 1e4).tolist() == expected
     assert engines.diverged(tf.constant(loss), tf.constant(largest), 1e4).numpy().tolist() == expected
+
+
+def test_paced_cuts_chunks_by_the_measured_rate_and_keeps_their_ends():
+    rates = iter([None, 0.01, 0.01, 0.001, 0.001, 0.001])
+    pieces = list(engines.paced([(1, 20), (21, 5)], lambda: next(rates), budget=0.05))
+    assert pieces == [(1, 1), (2, 5), (7, 5), (12, 9), (21, 5)]  # one epoch until measured; never across an end
+
+
+def test_a_watch_sees_every_chunk_from_the_initial_weights_and_stops_the_run_by_raising(make_config):
+    cfg = OmegaConf.to_container(
+        make_config("experiment=xor_relu16", "trainer.epochs=300", "trainer.progress_every=50"), resolve=True
+    )
+    dataset = data.load(data.csv_path(cfg))
+    seen: list[tuple[int, int]] = []
+
+    def watch(epoch, columns, parameters):
+        seen.append((epoch, len(columns.get("loss", []))))
+        assert [p.shape[0] for p in parameters] == [1, 1, 1, 1]  # one copy
+        if epoch >= 120:
+            raise KeyboardInterrupt("stop")
+
+    with pytest.raises(KeyboardInterrupt):
+        engines.train(cfg, dataset, engines.schedule_from(cfg["trainer"]), watch=watch)
+    assert seen[0] == (0, 0) and seen[-1][0] >= 120
+    assert [epoch for epoch, _ in seen] == sorted({epoch for epoch, _ in seen})  # every chunk once, in order
+    assert all(epoch - previous == count for (previous, _), (epoch, count) in zip(seen, seen[1:]))

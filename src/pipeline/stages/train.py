@@ -16,7 +16,7 @@ from pipeline import files, import_keras
 from pipeline.config import checks as config
 from pipeline.config.overrides import CONF_DIR, resolved
 from pipeline.core import data, engines, memory
-from pipeline.core.engines import History, Trained, schedule_from
+from pipeline.core.engines import History, Trained, Watch, schedule_from
 from pipeline.core.nets import Net
 from pipeline.errors import ConfigError, DivergedError
 from pipeline.stages import hydra_app
@@ -26,9 +26,9 @@ RUN_FILES: tuple[str, ...] = ("model.*", "history.csv", "snapshots.npz", "metric
 RUN_FILES += ("replicates.csv", "weights.npz", "predictions.csv", "evaluation.json", "plots/*")
 
 
-def fit_model(cfg: dict[str, Any], dataset: data.Dataset) -> tuple[Net, History]:
+def fit_model(cfg: dict[str, Any], dataset: data.Dataset, watch: Watch | None = None) -> tuple[Net, History]:
     """Train one copy of the configured model with the configured engine; return (model, history)."""
-    trained = engines.train(cfg, dataset, schedule_from(cfg["trainer"]))
+    trained = engines.train(cfg, dataset, schedule_from(cfg["trainer"]), watch=watch)
     return trained.net(0), trained.history(0)
 
 
@@ -64,17 +64,21 @@ def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.results) / cfg.name
 
 
-def train(cfg: DictConfig, out: Path | None = None) -> dict[str, Any]:
-    """Check the config, load the data, train, write the outputs and log the run; return the final metrics."""
+def train(
+    cfg: DictConfig, out: Path | None = None, overrides: list[str] | None = None, watch: Watch | None = None
+) -> dict[str, Any]:
+    """Check the config, load the data, train, write the outputs and log the run; return the final metrics.
+
+    `overrides` name the MLflow run (by default the Hydra job's); `watch` sees each chunk of a single run."""
     dataset = check(cfg)
     plain = resolved(cfg)
     out = Path(out or output_dir(cfg))
     # The outputs move into `out` after the MLflow run ended FINISHED; a failure leaves the previous set there.
-    with files.staged(out, RUN_FILES) as stage, tracked_run(cfg) as run_id:
+    with files.staged(out, RUN_FILES) as stage, tracked_run(cfg, overrides) as run_id:
         import_keras()
         if plain["trainer"]["replicates"] > 1:
             return train_replicates(plain, dataset, stage, run_id, final=out)
-        model, history = fit_model(plain, dataset)
+        model, history = fit_model(plain, dataset, watch)
         if history.diverged_epoch is not None:
             raise DivergedError(history.diverged_epoch)
         metrics = final_metrics(plain, model, dataset, history)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,20 @@ class History:
         """The first epoch whose training accuracy is 100%, or None."""
         hits = np.flatnonzero(np.asarray(self.columns["accuracy"]) >= 1.0)
         return int(hits[0]) + 1 if hits.size else None
+
+
+def paced(
+    chunks: Iterable[tuple[int, int]], seconds_per_epoch: Callable[[], float | None], budget: float
+) -> Iterator[tuple[int, int]]:
+    """The chunks cut into pieces of about `budget` seconds at the rate measured so far (one epoch until measured):
+    a watched run reaches its watch, which may stop it, that often, however long its epochs are."""
+    for first, count in chunks:
+        end = first + count
+        while first < end:
+            rate = seconds_per_epoch()
+            size = 1 if rate is None else max(1, min(end - first, int(budget / max(rate, 1e-9))))
+            yield first, size
+            first += size
 
 
 def snapshot_epochs(epochs: int, count: int) -> tuple[int, ...]:
@@ -131,7 +145,12 @@ ENGINES = {
     "fit": "pipeline.core.engines.fit",
     "numpy": "pipeline.core.engines.numpy_backprop",
 }
-MANY_COPIES = ("compiled", "numpy")  # the engines that train replicates (checked before TensorFlow starts)
+MANY_COPIES = ("compiled", "numpy")
+# After each chunk of epochs: (epochs done, the chunk's columns [count, copies], the parameters now); it may block
+# (a paused playground) or raise (stopped). The compiled engine calls it, first with epoch 0 (the initial weights).
+Watch = Callable[
+    [int, dict[str, np.ndarray], list[np.ndarray]], None
+]  # the engines that train replicates (checked before TensorFlow starts)
 
 
 def engine_name(name: Any) -> str:
@@ -154,7 +173,11 @@ def engine(name: str) -> Any:
     return importlib.import_module(ENGINES[engine_name(name)])
 
 
-def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int = 1) -> Trained:
-    """`copies` seeded copies (a single run: one) with the configured engine."""
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int = 1, watch: Watch | None = None) -> Trained:
+    """`copies` seeded copies (a single run: one) with the configured engine; `watch` sees each chunk (compiled only)."""
     check_copies(cfg["trainer"]["engine"], copies)
-    return engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, copies)
+    if watch is None:
+        return engine(cfg["trainer"]["engine"]).train(cfg, dataset, schedule, copies)
+    if cfg["trainer"]["engine"] != "compiled":
+        raise ConfigError("trainer.engine", cfg["trainer"]["engine"], "compiled for a watched run (the playground)")
+    return engine("compiled").train(cfg, dataset, schedule, copies, watch)

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import keras
@@ -18,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.core.data import Dataset
-from pipeline.core.engines import Schedule, Trained, diverged, final_values
+from pipeline.core.engines import Schedule, Trained, Watch, diverged, final_values, paced
 from pipeline.core.memory import CHUNK
 from pipeline.core.engines.exact_sigmoid import standalone_sigmoid
 from pipeline.core.keras_mlp import build, expand, initial_weights, make_loss, make_optimizer, regularizer
@@ -31,6 +32,7 @@ tf.get_logger().setLevel(logging.ERROR)
 # For helpers whose Python branches depend on shapes and settings only: AutoGraph need not rewrite them, and
 # rewriting them was most of a single run's tracing time.
 plain_python = tf.autograph.experimental.do_not_convert
+WATCHED_CALL_SECONDS = 0.05  # a watched run's graph calls: the playground can stop it within about this
 
 
 class StackedMLP:
@@ -205,8 +207,10 @@ def one_op_at_a_time() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int) -> Trained:
-    """Train `copies` copies seeded schedule.seed, schedule.seed + 1, ... chunk by chunk; return them."""
+def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int, watch: Watch | None = None) -> Trained:
+    """Train `copies` copies seeded schedule.seed, schedule.seed + 1, ... chunk by chunk; return them.
+
+    `watch` sees the initial weights and each chunk (it may block, or raise to stop the run)."""
     if copies == 1:
         one_op_at_a_time()
     tf.config.experimental.enable_op_determinism()
@@ -221,13 +225,23 @@ def train(cfg: dict[str, Any], dataset: Dataset, schedule: Schedule, copies: int
         snapshots[0] = [v.numpy() for v in model.variables]
     progress = Progress(schedule.epochs, "compiled" if copies == 1 else f"compiled x{copies}")
     start, done = time.perf_counter(), 0
-    for first, count in schedule.chunks():
+    pieces: Iterable[tuple[int, int]] = schedule.chunks()
+    if watch is not None:
+        watch(0, {}, [v.numpy() for v in model.variables])
+        timed = [0, 0.0]  # epochs and seconds of the graph calls after the first (which traces the graph)
+        pieces = paced(pieces, lambda: timed[1] / timed[0] if timed[0] else None, WATCHED_CALL_SECONDS)
+    for first, count in pieces:
+        called = time.perf_counter()
         for name, values in zip(loop.names, loop.run(tf.constant(first), tf.constant(count))):
             chunks[name].append(values.numpy())
+        if watch is not None and done:
+            timed[0], timed[1] = timed[0] + count, timed[1] + time.perf_counter() - called
         done += len(chunks["loss"][-1])
         if done in wanted:
             snapshots[done] = [v.numpy() for v in model.variables]
         progress.update(done, chunks["loss"][-1][-1], chunks["accuracy"][-1][-1])
+        if watch is not None:
+            watch(done, {name: c[-1] for name, c in chunks.items()}, [v.numpy() for v in model.variables])
         if done < first + count - 1:  # the graph stopped early: every copy diverged or converged
             break
     seconds = time.perf_counter() - start
