@@ -221,5 +221,24 @@ def log_evaluation(cfg: Mapping[str, Any], run_id: str, metrics: Mapping[str, An
     client.log_batch(run_id, metrics=[Metric(k, v, int(time.time() * 1000), 0) for k, v in values.items()])
     confusion = pd.DataFrame([{"split": s, **m["confusion"]} for s, m in splits.items()])
     client.log_table(run_id, confusion, "evaluation/confusion.json")
+    log_pictures(cfg, run_id, pictures)
+
+
+def open_store(cfg: Mapping[str, Any]) -> None:
+    """Connect to the configured store once (a process's first client imports MLflow's SQL store: about 2 s)."""
+    MlflowClient(store.tracking_uri(cfg["tracking"], cfg["paths"]["root"])).search_experiments(max_results=1)
+
+
+def tag_run(cfg: Mapping[str, Any], run_id: str, tags: Mapping[str, str]) -> str:
+    """Add `tags` to a run (e.g. the playground that started it); return its experiment's id."""
+    client = MlflowClient(store.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    return client.get_run(run_id).info.experiment_id
+
+
+def log_pictures(cfg: Mapping[str, Any], run_id: str, pictures: list[Path]) -> None:
+    """Add pictures to a run, under plots/."""
+    client = MlflowClient(store.tracking_uri(cfg["tracking"], cfg["paths"]["root"]))
     for picture in pictures:
         client.log_artifact(run_id, str(picture), "plots")
