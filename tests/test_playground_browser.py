@@ -153,6 +153,17 @@ def test_requests_from_another_host_or_origin_are_refused(playground, headers):
     assert not (root / "conf" / "experiment" / "from_elsewhere.yaml").exists()
 
 
+@pytest.mark.parametrize("payload", [b"[1]", b"not json", b'{"query": ["lr"]}', b'{"query": {"lr": {"x": 1}}}'])
+def test_a_body_that_is_not_the_controls_gets_a_one_line_error(playground, payload):
+    _, url = playground
+    request = urllib.request.Request(f"{url}/api/check", payload, {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 400
+    message = json.loads(refused.value.read())["error"]
+    assert message.startswith("error: ") and "\n" not in message
+
+
 def test_another_host_needs_the_flag(playground):
     refused = subprocess.run(
         [sys.executable, "-m", "pipeline.playground.server", "--host", "0.0.0.0"],

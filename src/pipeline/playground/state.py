@@ -49,6 +49,8 @@ PLAYGROUND = ("tracking.experiment_name=playground", "paths.results=runs/playgro
 
 def parse(query: Mapping[str, str]) -> dict[str, str]:
     """The try a URL's query describes: every control's value (the defaults for those it leaves out)."""
+    if not isinstance(query, Mapping) or not all(isinstance(v, str | int | float) for v in query.values()):
+        raise ConfigError("query", query, 'an object of the controls\' values, e.g. {"lr": "0.01"}')
     unknown = sorted(set(query) - {*KEYS, "play"})
     if unknown:
         raise ConfigError(unknown[0], query[unknown[0]], f"one of the playground's keys {', '.join(KEYS)} or play")
