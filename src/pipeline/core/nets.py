@@ -68,7 +68,7 @@ class KerasNet:
         import keras
 
         first = next(layer for layer in self.model.layers if isinstance(layer, keras.layers.Dense))  # after any Features
-        return np.asarray(keras.Model(self.model.inputs, first.output)(np.asarray(x, np.float32)))
+        return np.asarray(keras.Model(self.model.inputs, first.output)([np.asarray(x, np.float32)]))
 
     def loss_and_accuracy(self, loss_cfg: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         from pipeline.core import keras_mlp
