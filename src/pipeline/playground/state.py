@@ -7,7 +7,7 @@ import functools
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def command(args: list[str]) -> str:
 def control(key: str) -> str:
     """The control a config key belongs to ('' for none): the longest CONTROL_OF prefix of `key`."""
     matches = [k for k in CONTROL_OF if key == k or key.startswith(f"{k}.") or key.startswith(f"{k}=")]
-    return CONTROL_OF[max(matches, key=len)] if matches else ("hidden" if key.startswith("model.hidden") else "")
+    return CONTROL_OF[max(matches, key=len)] if matches else ""
 
 
 @dataclass
@@ -137,8 +137,8 @@ class Try:
     cfg: Any  # the composed DictConfig
     dataset: data.Dataset
     command: str
-    query: str = ""
-    plain: dict[str, Any] = field(default_factory=dict)
+    query: str  # the URL query, as query_of gives it
+    plain: dict[str, Any]  # `cfg` resolved
 
 
 def compose(query: Mapping[str, str], replace: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str], Any]:
