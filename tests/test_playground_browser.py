@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import installed, serving
+
+from pipeline import files
 from test_dvc import dvc, dvc_env, pipeline_copy
 
 pytestmark = pytest.mark.system
@@ -70,6 +72,7 @@ def test_a_link_trains_live_as_its_mlflow_run_says_and_dvc_repro_reproduces_it_o
     assert float(shown["final-loss"]) == run.data.metrics["final_train_loss"]
     assert run.data.tags["source"] == "playground" and run.data.tags["playground_query"] == CIRCLES
     assert run.info.status == "FINISHED" and "epoch_loss" in run.data.metrics
+    assert run.data.tags["model_sha256"] == files.digest(root / "runs" / "playground" / "circles" / "model.keras")  # logged
     assert len(client(root).get_metric_history(run.info.run_id, "epoch_loss")) == 15
     assert page.get_attribute("#mlflow-link", "href").endswith(f"/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
 
@@ -129,6 +132,16 @@ def test_a_bad_link_shows_the_one_line_message_naming_its_value_and_trains_nothi
     page.wait_for_timeout(500)
     assert len(playground_runs(root)) == before
     assert page.evaluate("window.playgroundStats.frames") == 0
+
+
+def test_play_1_alone_trains_the_defaults_live(playground, page):
+    root, url = playground
+    page.goto(f"{url}/?play=1")
+    page.wait_for_function("window.playgroundStats.done !== null", timeout=240_000)
+    assert page.evaluate("window.playgroundStats.frames") >= 10
+    run = client(root).get_run(page.inner_text("#mlflow-link"))
+    assert run.data.params["model.hidden.0.units"] == "16" and run.data.params["trainer.epochs"] == "1000"
+    assert str(int(run.data.metrics["final_convergence_epoch"])) == page.inner_text("#convergence-epoch")
 
 
 def test_keyboard_steps_and_resets_a_try(playground, page):
