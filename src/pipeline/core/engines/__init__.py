@@ -145,12 +145,10 @@ ENGINES = {
     "fit": "pipeline.core.engines.fit",
     "numpy": "pipeline.core.engines.numpy_backprop",
 }
-MANY_COPIES = ("compiled", "numpy")
+MANY_COPIES = ("compiled", "numpy")  # the engines that train replicates (checked before TensorFlow starts)
 # After each chunk of epochs: (epochs done, the chunk's columns [count, copies], the parameters now); it may block
 # (a paused playground) or raise (stopped). The compiled engine calls it, first with epoch 0 (the initial weights).
-Watch = Callable[
-    [int, dict[str, np.ndarray], list[np.ndarray]], None
-]  # the engines that train replicates (checked before TensorFlow starts)
+Watch = Callable[[int, dict[str, np.ndarray], list[np.ndarray]], None]
 
 
 def engine_name(name: Any) -> str:
