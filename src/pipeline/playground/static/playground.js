@@ -119,14 +119,16 @@ async function step() { if (playing) { await post("/api/step"); paused = true; s
 async function reset() { await post("/api/reset"); playing = false; paused = false; setPlay(); clearPlot(); }
 
 // ---- events from the server
-function connect() {
+function connect() {  // resolves once the stream is open: a try's first events are not missed
   const source = new EventSource("/api/events");
+  const opened = new Promise((resolve) => { source.onopen = resolve; });
   source.onmessage = (message) => {
     const event = JSON.parse(message.data);
     ({ start: onStart, frame: onFrame, done: onDone, reset: () => {}, paused: () => { paused = true; setPlay(); },
        error: (e) => { playing = false; setPlay(); showError(e.message, e.control); },
        measuring: (e) => { $("seeds-status").textContent = `training ${e.copies} seeds...`; }, seeds: onSeeds })[event.type]?.(event);
   };
+  return opened;
 }
 function onStart(e) {
   run = { ...e, loss: [], testLoss: [], image: null };
@@ -255,7 +257,8 @@ async function init() {
     if (e.target.closest("input, select, textarea, button")) return;
     if (e.key === " ") { e.preventDefault(); play(); } else if (e.key === "s") step(); else if (e.key === "r") reset();
   });
-  connect();
+  await connect();
+  for (const button of document.querySelectorAll("button[disabled]")) button.disabled = false;  // handlers are set
   const ok = await changed();
   const ready = async () => { const s = await (await fetch("/api/status")).json(); $("status").textContent = s.ready ? "ready" : "loading TensorFlow..."; if (!s.ready) setTimeout(ready, 500); };
   ready();
