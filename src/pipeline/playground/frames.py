@@ -24,15 +24,11 @@ class Frames:
     def __init__(self, plain: dict[str, Any], dataset: data.Dataset, resolution: int = 48) -> None:
         import keras
 
-        from pipeline.core import keras_mlp
+        from pipeline.core import keras_mlp, plots
 
-        points = np.vstack([dataset.x_train, dataset.x_test])
-        low, high = points.min(axis=0), points.max(axis=0)
-        pad = 0.25 * np.maximum(high - low, 1e-6)
-        self.extent = [float(v) for v in (low[0] - pad[0], high[0] + pad[0], low[1] - pad[1], high[1] + pad[1])]
-        x0, x1, y0, y1 = self.extent
-        xs, ys = np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution)[::-1]
-        self.grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)  # row 0 at the top
+        grid = plots.Grid.spanning(np.vstack([dataset.x_train, dataset.x_test]), [0, 1], resolution)  # as the PNGs'
+        self.extent = [float(v) for v in (grid.xx.min(), grid.xx.max(), grid.yy.min(), grid.yy.max())]
+        self.grid = grid.points.reshape(resolution, resolution, 2)[::-1].reshape(-1, 2)  # row 0 at the top, as drawn
         model = keras_mlp.build(plain["model"], 2)
         dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
         self.probe = keras.Model(model.inputs, [layer.output for layer in dense])  # every layer's activations

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,7 +114,7 @@ class Session:
             self.publish({"type": "frame", **self.frames.frame(0, {}, [w[None] for w in initial])})
             self.due = time.perf_counter() + FRAME_SECONDS
             metrics = train.train(chosen.cfg, overrides=chosen.overrides, watch=self.watch)
-            folder = Path(chosen.plain["paths"]["results"]) / chosen.plain["name"]
+            folder = train.output_dir(chosen.cfg)
             run_id = files.read_json(folder / "run.json")["run_id"]
             experiment_id = runs.tag_run(chosen.plain, run_id, {"source": "playground", "playground_query": chosen.query})
             link = f"{self.mlflow_ui}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -147,7 +146,7 @@ class Session:
         except PipelineError as error:
             self.publish({"type": "error", "message": f"error: {error}", "control": control_of(error)})
             return
-        folder = Path(chosen.plain["paths"]["results"]) / chosen.plain["name"]
+        folder = train.output_dir(chosen.cfg)
         table = pd.read_csv(folder / "replicates.csv")
         converged = table["converged"].to_numpy(bool)
         curve: list[list[float]] = []
