@@ -22,7 +22,6 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pipeline.config.overrides import CONF_DIR
 from pipeline.errors import PipelineError
 
 STATIC = Path(__file__).parent / "static"
@@ -56,8 +55,6 @@ class Events:
 
 def page_options() -> dict[str, Any]:
     """What the page offers: each dataset's knobs (its preset's values), the losses, optimizers, activations, features."""
-    import yaml
-
     from pipeline.config.checks import ACTIVATIONS
     from pipeline.config.overrides import group_options
     from pipeline.core.spec import FEATURES
@@ -65,7 +62,7 @@ def page_options() -> dict[str, Any]:
 
     datasets = {}
     for name in state.DATASETS:
-        preset = yaml.safe_load((CONF_DIR / "dataset" / f"{name}.yaml").read_text())
+        preset = state.dataset_preset(name)
         datasets[name] = {knob: preset[key] for knob, key in state.DATASET_KNOBS.items() if key in preset}
     groups = group_options()
     return {
@@ -79,9 +76,11 @@ def page_options() -> dict[str, Any]:
 
 
 def user_error(error: PipelineError) -> JSONResponse:
-    from pipeline.playground.session import control_of
+    """A 400 answer with the error's one line and its control, as the page shows an error event."""
+    from pipeline.playground.session import error_event
 
-    return JSONResponse({"error": f"error: {error}", "control": control_of(error)}, status_code=400)
+    event = error_event(error)
+    return JSONResponse({"error": event["message"], "control": event["control"]}, status_code=400)
 
 
 def create_app(host: str, port: int, mlflow_ui: str, ready: threading.Event) -> Starlette:

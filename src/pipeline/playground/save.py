@@ -10,8 +10,7 @@ from typing import Any
 import yaml
 
 from pipeline import files
-from pipeline.config import checks
-from pipeline.config.overrides import CONF_DIR, resolved
+from pipeline.config.overrides import CONF_DIR
 from pipeline.errors import ConfigError
 from pipeline.playground import state as states
 
@@ -24,12 +23,6 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigError("name", name, "a lowercase letter, then up to 63 lowercase letters, digits and _ (no paths)")
     return name
-
-
-def exists(name: str) -> bool:
-    """Whether the experiment's preset or its params.yaml entry is there already."""
-    listed = (yaml.safe_load(PARAMS.read_text()) or {}).get("experiments") or {}
-    return (CONF_DIR / "experiment" / f"{name}.yaml").exists() or name in listed
 
 
 def preset_text(name: str, cfg: Mapping[str, Any], choices: Mapping[str, str], query: str) -> str:
@@ -63,20 +56,17 @@ def params_with(text: str, name: str, dataset: str) -> str:
 def save(query: Mapping[str, str], name: Any, overwrite: bool = False) -> dict[str, Any]:
     """Write the preset and params.yaml entry; {"exists": True} (nothing written) if either is there and not `overwrite`."""
     name = check_name(name)
-    chosen, overrides, cfg = states.compose(query)
-    plain = resolved(cfg)
-    checks.check_training(plain, n_features=2)
+    chosen, overrides, plain = states.checked(query)
     if changed := [o for o in overrides if o.startswith("dataset.")]:
         key, _, value = changed[0].partition("=")
         allowed = f"the value of conf/dataset/{chosen['dataset']}.yaml, which `dvc repro` generates (try other data here)"
         raise ConfigError(key, value, allowed)
-    if exists(name) and not overwrite:
+    preset, text = CONF_DIR / "experiment" / f"{name}.yaml", PARAMS.read_text()
+    listed = (yaml.safe_load(text) or {}).get("experiments") or {}
+    if (preset.exists() or name in listed) and not overwrite:
         return {"exists": True, "name": name}
     choices = {group: chosen[group] for group in ("dataset", "loss", "optimizer")}  # the config groups it chose
-    preset = CONF_DIR / "experiment" / f"{name}.yaml"
     files.write_text(preset, preset_text(name, plain, choices, states.query_of(chosen)))
-    text = PARAMS.read_text()
-    listed = (yaml.safe_load(text) or {}).get("experiments") or {}
     if name not in listed:
         files.write_text(PARAMS, params_with(text, name, chosen["dataset"]))
     return {"saved": str(Path("conf/experiment") / f"{name}.yaml"), "name": name, "command": f"dvc repro train@{name}"}

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 from pipeline.config.overrides import CONF_DIR
 from pipeline.playground.app import LOOPBACK, create_app
@@ -23,8 +24,11 @@ def warm_up() -> None:
     import_keras()
     chosen = state.prepare({"epochs": "2"})
     drawn = frames.Frames(chosen.plain, chosen.dataset)
-    schedule = engines.schedule_from(chosen.plain["trainer"])
-    engines.train(chosen.plain, chosen.dataset, schedule, watch=lambda *chunk: None if drawn.frame(*chunk) else None)
+
+    def draw(epoch: int, columns: dict[str, Any], parameters: list[Any]) -> None:
+        drawn.frame(epoch, columns, parameters)
+
+    engines.train(chosen.plain, chosen.dataset, engines.schedule_from(chosen.plain["trainer"]), watch=draw)
     runs.open_store(chosen.plain)
 
 

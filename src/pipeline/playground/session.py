@@ -127,7 +127,7 @@ class Session:
         except Interrupted:
             self.publish({"type": "reset"})
         except PipelineError as error:
-            self.publish({"type": "error", "message": f"error: {error}", "control": control_of(error)})
+            self.publish(error_event(error))
         except Exception as error:  # a bug: the page says so instead of waiting; the traceback goes to the terminal
             self.publish({"type": "error", "message": f"error: the try failed ({type(error).__name__}: {error})", "control": ""})
             raise
@@ -144,7 +144,7 @@ class Session:
         try:
             metrics = train.train(chosen.cfg, overrides=chosen.overrides)
         except PipelineError as error:
-            self.publish({"type": "error", "message": f"error: {error}", "control": control_of(error)})
+            self.publish(error_event(error))
             return
         folder = train.output_dir(chosen.cfg)
         table = pd.read_csv(folder / "replicates.csv")
@@ -168,6 +168,10 @@ class Session:
         })  # fmt: skip
 
 
-def control_of(error: PipelineError) -> str:
-    """The control a user error is about ('' when none)."""
-    return control(error.key) if isinstance(error, ConfigError) else ""
+def error_event(error: PipelineError) -> dict[str, str]:
+    """A user error as the page shows it: its one line, beside the control it is about ('' when none)."""
+    return {
+        "type": "error",
+        "message": f"error: {error}",
+        "control": control(error.key) if isinstance(error, ConfigError) else "",
+    }

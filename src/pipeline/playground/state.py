@@ -62,6 +62,11 @@ def parse(query: Mapping[str, str]) -> dict[str, str]:
     return state
 
 
+def dataset_preset(name: str) -> dict[str, Any]:
+    """The values of conf/dataset/<name>.yaml."""
+    return yaml.safe_load((CONF_DIR / "dataset" / f"{name}.yaml").read_text())
+
+
 def dataset_overrides(state: Mapping[str, str], preset: Mapping[str, Any]) -> list[str]:
     """`dataset=<name>` and its knobs that differ from the preset (a knob it does not take is an error)."""
     overrides = [f"dataset={state['dataset']}"]
@@ -147,8 +152,7 @@ def compose(query: Mapping[str, str], replace: Mapping[str, str] | None = None) 
     chosen = parse(query)
     if chosen["dataset"] not in DATASETS:
         raise ConfigError("dataset", chosen["dataset"], f"one of {', '.join(DATASETS)}")
-    preset = yaml.safe_load((CONF_DIR / "dataset" / f"{chosen['dataset']}.yaml").read_text())
-    overrides = train_overrides(chosen, preset)
+    overrides = train_overrides(chosen, dataset_preset(chosen["dataset"]))
     for key, value in (replace or {}).items():
         overrides = [o for o in overrides if not o.startswith(f"{key}=")] + [f"{key}={value}"]
     return chosen, overrides, composed(tuple(overrides))
@@ -164,14 +168,19 @@ def composed(overrides: tuple[str, ...]) -> Any:
     return cfg
 
 
-def check(query: Mapping[str, str]) -> str:
-    """Check a try without writing anything (its data file included); return its command line."""
+def checked(query: Mapping[str, str]) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    """The state, overrides and resolved config of a try, checked without writing anything (its data file included)."""
     from pipeline.config import checks
 
-    _, overrides, cfg = compose(query)
+    chosen, overrides, cfg = compose(query)
     plain = resolved(cfg)
     checks.check_training(plain, n_features=2)
-    return command(overrides)
+    return chosen, overrides, plain
+
+
+def check(query: Mapping[str, str]) -> str:
+    """Check a try without writing anything; return its command line."""
+    return command(checked(query)[1])
 
 
 def prepare(query: Mapping[str, str], replace: Mapping[str, str] | None = None) -> Try:
